@@ -1,0 +1,365 @@
+"""`bench`: the controller's command line.
+
+Exit codes: 0 success; 1 a device or a measurement failed (each failure is stored and shown);
+2 bad usage or configuration (unknown suite/device, invalid YAML, unknown run); 3 a model or an
+engine is missing (the message says what to build or install).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from . import __version__
+from .config.devices import load_devices
+from .config.suites import find_suite, list_suites
+from .config.yaml_lines import ConfigError
+from .plan import EngineMissing, ModelMissing, Paths, new_run_id, plan_run
+from .store.sqlite import RunRecord, Store, StoreError
+
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+EXIT_MISSING = 3
+
+app = typer.Typer(name="bench", help="edge-VLM bench: benchmark vision-language models on edge boards.",
+                  no_args_is_help=True, add_completion=False)
+results_app = typer.Typer(help="Stored results: list, show, export.", no_args_is_help=True)
+models_app = typer.Typer(help="Models that need no download.", no_args_is_help=True)
+devices_app = typer.Typer(help="The device inventory (devices.yaml).", no_args_is_help=True)
+suites_app = typer.Typer(help="Benchmark suites (suites/*.yaml).", no_args_is_help=True)
+app.add_typer(results_app, name="results")
+app.add_typer(models_app, name="models")
+app.add_typer(devices_app, name="devices")
+app.add_typer(suites_app, name="suites")
+
+err = Console(stderr=True)
+
+
+def _fail(message: str, code: int) -> "typer.Exit":
+    err.print("[bold red]error:[/] ", end="")
+    err.print(message, markup=False, highlight=False)
+    return typer.Exit(code)
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    devices_file: Path = typer.Option(Path("devices.yaml"), "--devices-file", envvar="BENCH_DEVICES_FILE",
+                                      help="Device inventory."),
+    suites_dir: Path = typer.Option(Path("suites"), "--suites-dir", envvar="BENCH_SUITES_DIR"),
+    results_dir: Path = typer.Option(Path("results"), "--results-dir", envvar="BENCH_RESULTS_DIR",
+                                     help="Where the results database and built models live."),
+    reports_dir: Path = typer.Option(Path("reports"), "--reports-dir", envvar="BENCH_REPORTS_DIR"),
+) -> None:
+    ctx.obj = Paths(devices_file=devices_file, suites_dir=suites_dir, results_dir=results_dir,
+                    reports_dir=reports_dir)
+
+
+def _store(paths: Paths) -> Store:
+    try:
+        return Store(paths.store_path)
+    except StoreError as exc:
+        raise _fail(str(exc), EXIT_CONFIG) from None
+
+
+# -- bench run ---------------------------------------------------------------------------------
+def _progress_table(rows: Dict[str, object]) -> Table:
+    table = Table(title="edge-VLM bench", expand=False)
+    for column in ("device", "state", "workload", "variant", "rep", "TTFT ms", "tok/s", "stored", "errors", "message"):
+        table.add_column(column, overflow="fold")
+    for progress in rows.values():
+        rep = ""
+        if progress.repetition is not None:
+            rep = "%d/%s" % (progress.repetition + 1, progress.total or "?")
+        table.add_row(
+            progress.device, progress.state, progress.workload, progress.variant, rep,
+            "%.1f" % progress.last_ttft_ms if progress.last_ttft_ms is not None else "",
+            "%.2f" % progress.last_decode_tps if progress.last_decode_tps is not None else "",
+            str(progress.stored), str(progress.errors), progress.message,
+        )
+    return table
+
+
+def _summary_rows(records: List[dict]) -> List[dict]:
+    from .analysis.stats import measurements_frame, summary_frame
+
+    if not records:
+        return []
+    frame = summary_frame(measurements_frame(records))
+    return json.loads(frame.to_json(orient="records"))
+
+
+def _make_transport_factory(paths: Paths):
+    def make(device):
+        from .farm.transport import LocalTransport
+
+        if device.transport == "local":
+            return LocalTransport()
+        from .farm.ssh import SSHTransport
+
+        return SSHTransport.from_device(device, known_hosts_path=paths.results_dir / "known_hosts")
+
+    return make
+
+
+@app.command()
+def run(
+    ctx: typer.Context,
+    suite: Optional[str] = typer.Option(None, "--suite", "-s", help="Suite name (suites/NAME.yaml)."),
+    devices: str = typer.Option("local", "--devices", "-d",
+                                help="all, names, tag:NAME, type:BOARD (comma-separated)."),
+    json_out: bool = typer.Option(False, "--json", help="Print machine-readable results on stdout."),
+    resume: Optional[str] = typer.Option(None, "--resume", help="Resume RUN_ID: pull what is missing."),
+    tag: List[str] = typer.Option([], "--tag", help="Label the run (e.g. nightly); repeatable."),
+) -> None:
+    """Run a suite on devices and store every measurement."""
+    from .farm.controller import run_plans
+    from .farm.deploy import build_runner
+
+    paths: Paths = ctx.obj
+    store = _store(paths)
+    try:
+        inventory = load_devices(paths.devices_file)
+        if resume:
+            previous = store.get_run(resume)
+            suite_obj = find_suite(previous.suite, paths.suites_dir)
+            chosen = [inventory.get(name) for name in previous.devices]
+            run_id = previous.run_id
+        else:
+            if not suite:
+                known = ", ".join(sorted(list_suites(paths.suites_dir))) or "(none)"
+                raise ConfigError("give --suite NAME; suites in %s: %s" % (paths.suites_dir, known))
+            suite_obj = find_suite(suite, paths.suites_dir)
+            chosen = inventory.select(devices)
+            run_id = new_run_id()
+        plans = plan_run(suite_obj, chosen, inventory, paths, notify=lambda m: err.print(m, markup=False),
+                         run_id=run_id)
+    except (ConfigError, StoreError) as exc:
+        raise _fail(str(exc), EXIT_CONFIG) from None
+    except (ModelMissing, EngineMissing) as exc:
+        raise _fail(str(exc), EXIT_MISSING) from None
+    if not resume:
+        store.create_run(RunRecord(
+            run_id=run_id, created_at="", suite=suite_obj.name, devices=[p.device.name for p in plans],
+            status="running", controller_commit=plans[0].spec.controller.get("git_commit", ""),
+            tags=list(tag), info={"suite_file": str(suite_obj.path), "controller_version": __version__},
+        ))
+    err.print("run [bold]%s[/]: suite %s on %s" % (run_id, suite_obj.name, ", ".join(p.device.name for p in plans)))
+
+    rows: Dict[str, object] = {}
+    lock = threading.Lock()
+    live = Live(_progress_table(rows), console=err, refresh_per_second=4, transient=False)
+
+    def on_progress(progress) -> None:
+        with lock:
+            rows[progress.device] = progress
+            live.update(_progress_table(rows))
+
+    with live:
+        outcomes = run_plans(plans, store, build_runner(), _make_transport_factory(paths), on_progress,
+                             resume=bool(resume))
+    ok = all(o.state == "finished" and o.errors == 0 for o in outcomes)
+    store.finish_run(run_id, "finished" if ok else "failed")
+    records = store.measurements(run_id)
+
+    table = Table(title="outcome of run %s" % run_id)
+    for column in ("device", "state", "stored", "failed measurements", "error"):
+        table.add_column(column, overflow="fold")
+    for outcome in outcomes:
+        table.add_row(outcome.device, outcome.state, str(outcome.stored), str(outcome.errors),
+                      outcome.error or "")
+    err.print(table)
+    failed_messages = sorted({r["error"] for r in records if r["status"] != "ok" and r.get("error")})
+    for message in failed_messages[:10]:
+        err.print("  failed: ", end="")
+        err.print(message, markup=False, highlight=False)
+    summary = _summary_rows(records)
+    if summary:
+        stable = Table(title="medians over measured repetitions (warm-up excluded)")
+        for column in ("device", "workload", "variant", "TTFT ms", "decode tok/s", "e2e ms", "n"):
+            stable.add_column(column)
+        index = {(s["device"], s["workload"], s["variant"], s["metric"]): s for s in summary}
+        for key in sorted({(s["device"], s["workload"], s["variant"]) for s in summary}):
+            def med(metric: str) -> str:
+                item = index.get(key + (metric,))
+                return "%.2f" % item["median"] if item and item.get("median") is not None else "-"
+            n = index.get(key + ("ttft_ms",), {}).get("n", 0)
+            stable.add_row(key[0], key[1], key[2], med("ttft_ms"), med("decode_tps"), med("e2e_ms"), str(n))
+        err.print(stable)
+    err.print("report: bench report %s" % run_id)
+    if json_out:
+        payload = {
+            "run_id": run_id,
+            "suite": suite_obj.name,
+            "ok": ok,
+            "devices": [o.__dict__ for o in outcomes],
+            "summary": summary,
+            "measurements": records,
+        }
+        sys.stdout.write(json.dumps(payload, indent=1, sort_keys=True) + "\n")
+    if not ok:
+        kinds = {k for o in outcomes for k in o.error_kinds}
+        missing_only = kinds and kinds <= {"unavailable", "model_not_found"}
+        raise typer.Exit(EXIT_MISSING if missing_only else EXIT_FAILED)
+
+
+# -- bench report ------------------------------------------------------------------------------
+@app.command()
+def report(
+    ctx: typer.Context,
+    run_id: str = typer.Argument("latest", help="A run id or 'latest'."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Directory (default reports/RUN_ID)."),
+) -> None:
+    """Write index.html (tables + plots), summary.md and results.csv for a stored run."""
+    paths: Paths = ctx.obj
+    store = _store(paths)
+    try:
+        record = store.get_run(run_id)
+    except StoreError as exc:
+        raise _fail(str(exc), EXIT_CONFIG) from None
+    from .report import write_report
+
+    target = out or paths.reports_dir / record.run_id
+    written = write_report(record.as_dict(), store.measurements(record.run_id), target)
+    err.print("wrote %s, %s, %s" % (written.index_html, written.summary_md, written.results_csv))
+
+
+# -- bench results -----------------------------------------------------------------------------
+@results_app.command("list")
+def results_list(ctx: typer.Context, limit: int = typer.Option(20, "--limit")) -> None:
+    """Recent runs, newest first."""
+    store = _store(ctx.obj)
+    table = Table()
+    for column in ("run", "created", "suite", "devices", "status", "measurements", "tags"):
+        table.add_column(column, overflow="fold")
+    for run_record in store.list_runs(limit=limit):
+        table.add_row(run_record.run_id, run_record.created_at, run_record.suite, ", ".join(run_record.devices),
+                      run_record.status, str(store.count(run_record.run_id)), ", ".join(run_record.tags))
+    Console().print(table)
+
+
+@results_app.command("show")
+def results_show(ctx: typer.Context, run_id: str = typer.Argument("latest")) -> None:
+    """A run's summary as JSON."""
+    store = _store(ctx.obj)
+    try:
+        record = store.get_run(run_id)
+    except StoreError as exc:
+        raise _fail(str(exc), EXIT_CONFIG) from None
+    payload = {"run": record.as_dict(), "summary": _summary_rows(store.measurements(record.run_id))}
+    sys.stdout.write(json.dumps(payload, indent=1, sort_keys=True) + "\n")
+
+
+@results_app.command("export")
+def results_export(
+    ctx: typer.Context,
+    format: str = typer.Option("csv", "--format", "-f", help="csv, parquet or json."),
+    run_id: Optional[str] = typer.Option(None, "--run", help="One run (default: every run)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="File (default: stdout for csv/json)."),
+) -> None:
+    """Export measurements: one flat row per measurement (json keeps the whole records)."""
+    from .analysis.stats import measurements_frame
+
+    if format not in ("csv", "parquet", "json"):
+        raise _fail("unknown format %r; use csv, parquet or json" % format, EXIT_CONFIG)
+    store = _store(ctx.obj)
+    try:
+        rid = store.get_run(run_id).run_id if run_id else None
+    except StoreError as exc:
+        raise _fail(str(exc), EXIT_CONFIG) from None
+    records = store.measurements(rid)
+    if format == "json":
+        text = json.dumps(records, indent=1, sort_keys=True) + "\n"
+        if out:
+            out.write_text(text, encoding="utf-8")
+        else:
+            sys.stdout.write(text)
+        return
+    frame = measurements_frame(records)
+    if format == "parquet":
+        if out is None:
+            raise _fail("parquet is binary: give --out FILE.parquet", EXIT_CONFIG)
+        frame.to_parquet(out, index=False)
+    elif out:
+        frame.to_csv(out, index=False)
+    else:
+        sys.stdout.write(frame.to_csv(index=False))
+
+
+# -- bench models ------------------------------------------------------------------------------
+@models_app.command("make")
+def models_make(
+    arch: str = typer.Option("qwen2.5-vl", "--arch", help="qwen2.5-vl or qwen2-vl."),
+    preset: str = typer.Option("small", "--preset", help="tiny, small or 3b."),
+    out: Path = typer.Option(..., "--out", help="Directory to write the model into."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Build a real architecture with random weights and an offline tokenizer (no download)."""
+    if arch not in ("qwen2.5-vl", "qwen2-vl"):
+        raise _fail("unknown arch %r; use qwen2.5-vl or qwen2-vl" % arch, EXIT_CONFIG)
+    if preset not in ("tiny", "small", "3b"):
+        raise _fail("unknown preset %r; use tiny, small or 3b" % preset, EXIT_CONFIG)
+    try:
+        from .models import make_model
+    except ImportError as exc:
+        raise _fail("bench models make needs torch and transformers (%s); install them with: "
+                    "pip install 'edge-vlm-bench[local]'" % exc, EXIT_MISSING) from None
+    made = make_model(arch, preset, out, seed=seed)
+    err.print("built %s (%s preset, %.1f M parameters, random weights) in %.1f s at %s"
+              % (made.arch, made.preset, made.n_parameters / 1e6, made.seconds, made.path))
+
+
+# -- bench devices / suites --------------------------------------------------------------------
+@devices_app.command("list")
+def devices_list(ctx: typer.Context) -> None:
+    """The devices in devices.yaml."""
+    paths: Paths = ctx.obj
+    try:
+        inventory = load_devices(paths.devices_file)
+    except ConfigError as exc:
+        raise _fail(str(exc), EXIT_CONFIG) from None
+    table = Table()
+    for column in ("name", "type", "transport", "host", "backend", "variants", "tags"):
+        table.add_column(column, overflow="fold")
+    for d in inventory.devices:
+        host = "" if d.transport == "local" else ("%s:%d" % (d.host, d.port) if d.host else "(not set)")
+        table.add_row(d.name, d.type, d.transport, host, d.backend, ", ".join(m.variant for m in d.models),
+                      ", ".join(d.tags))
+    Console().print(table)
+
+
+@suites_app.command("list")
+def suites_list(ctx: typer.Context) -> None:
+    """The suites in suites/."""
+    paths: Paths = ctx.obj
+    table = Table()
+    for column in ("name", "workloads", "output tokens", "warm-up", "repetitions", "description"):
+        table.add_column(column, overflow="fold")
+    for name, path in list_suites(paths.suites_dir).items():
+        try:
+            suite = find_suite(name, paths.suites_dir)
+        except ConfigError as exc:
+            table.add_row(name, "-", "-", "-", "-", "invalid: %s" % exc)
+            continue
+        gen = suite.config.generation
+        table.add_row(name, ", ".join(w.name for w in suite.config.workloads), str(gen.output_tokens),
+                      str(gen.warmup), str(gen.repetitions), suite.config.description)
+    Console().print(table)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,340 @@
+"""Run a plan on devices in parallel: deploy, start the runner detached, follow it, pull results.
+
+Per device: deploy the runner (by hash) -> upload inputs and spec -> start the runner detached ->
+poll its events and results by offset, storing each complete record as it lands -> finish when
+the runner's status says so. A dropped connection is a pause: reconnect with backoff and carry on
+from the stored offset. One device failing never stops the others.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Tuple
+
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from ..config.devices import DeviceConfig
+from ..runner.journal import EVENTS, INPUTS, RESULTS, SPEC, STATUS
+from ..runner.protocol import Event, Measurement, ProtocolError, RunSpec, parse_record
+from ..store.sqlite import DeviceState, Store
+from .deploy import RunnerArtifact, ensure_runner
+from .transport import Transport, TransportError
+
+TransportFactory = Callable[[DeviceConfig], Transport]
+
+
+@dataclass
+class DevicePlan:
+    device: DeviceConfig
+    spec: RunSpec
+    inputs: List[Tuple[str, bytes]]  # (file name under the run's inputs/, content)
+    python: str
+    workdir: str  # absolute on the device
+
+
+@dataclass
+class DeviceProgress:
+    device: str
+    state: str = "waiting"  # waiting, deploying, running, reconnecting, finished, failed
+    workload: str = ""
+    variant: str = ""
+    repetition: Optional[int] = None
+    total: Optional[int] = None
+    last_ttft_ms: Optional[float] = None
+    last_decode_tps: Optional[float] = None
+    stored: int = 0
+    errors: int = 0
+    message: str = ""
+
+
+@dataclass
+class DeviceOutcome:
+    device: str
+    state: str  # finished or failed
+    stored: int = 0
+    errors: int = 0
+    error: Optional[str] = None
+    error_kinds: List[str] = field(default_factory=list)
+    uploaded_bytes: int = 0
+
+
+class DeviceFailed(RuntimeError):
+    pass
+
+
+def pull_records(transport: Transport, path: str, offset: int) -> Tuple[List[object], int]:
+    """Complete JSON lines after ``offset``; a partly written last line waits for the next pull."""
+    try:
+        data = transport.read_bytes(path, offset)
+    except FileNotFoundError:
+        return [], offset
+    end = data.rfind(b"\n")
+    if end < 0:
+        return [], offset
+    chunk = data[: end + 1]
+    records = []
+    for line in chunk.decode("utf-8", errors="replace").splitlines():
+        if line.strip():
+            try:
+                records.append(parse_record(line))
+            except ProtocolError as exc:
+                raise DeviceFailed("unreadable record from the runner: %s" % exc) from exc
+    return records, offset + len(chunk)
+
+
+class DeviceJob:
+    def __init__(
+        self,
+        plan: DevicePlan,
+        store: Store,
+        artifact: RunnerArtifact,
+        make_transport: TransportFactory,
+        on_progress: Callable[[DeviceProgress], None],
+        poll_s: float = 0.2,
+        reconnect_s: float = 120.0,
+    ) -> None:
+        self.plan = plan
+        self.store = store
+        self.artifact = artifact
+        self.make_transport = make_transport
+        self.on_progress = on_progress
+        self.poll_s = poll_s
+        self.reconnect_s = reconnect_s
+        self.progress = DeviceProgress(device=plan.device.name)
+        self.transport: Optional[Transport] = None
+        self.run_dir = posixpath.join(plan.workdir, "runs", plan.spec.run_id, plan.device.name)
+        self.state = DeviceState(run_id=plan.spec.run_id, device=plan.device.name, state="planned",
+                                 remote_run_dir=self.run_dir)
+        self.events_offset = 0
+        self.uploaded = 0
+        self.error_kinds: List[str] = []
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _report(self, **changes: object) -> None:
+        for key, value in changes.items():
+            setattr(self.progress, key, value)
+        self.on_progress(self.progress)
+
+    def _connect(self) -> Transport:
+        if self.transport is None:
+            self.transport = self.make_transport(self.plan.device)
+        return self.transport
+
+    def _drop(self) -> None:
+        if self.transport is not None:
+            try:
+                self.transport.close()
+            except Exception:  # closing a dead connection may fail in many ways; it is gone anyway
+                pass
+            self.transport = None
+
+    def _with_reconnect(self, action: Callable[[Transport], object]) -> object:
+        """Run ``action``; on a transport failure reconnect with backoff for up to reconnect_s."""
+        for attempt in Retrying(
+            retry=retry_if_exception_type(TransportError),
+            wait=wait_exponential(multiplier=0.5, max=10),
+            stop=stop_after_delay(self.reconnect_s),
+            reraise=True,
+        ):
+            with attempt:
+                if attempt.retry_state.attempt_number > 1:
+                    self._drop()
+                    self._report(state="reconnecting", message="connection lost; reconnecting")
+                return action(self._connect())
+        raise AssertionError("unreachable")
+
+    def _timeout_s(self, what: str) -> float:
+        return self.plan.device.timeouts.command_s
+
+    # -- steps ------------------------------------------------------------------------------
+    def _status(self, transport: Transport) -> Optional[Dict[str, object]]:
+        try:
+            return json.loads(transport.read_bytes(posixpath.join(self.run_dir, STATUS)))
+        except FileNotFoundError:
+            return None
+        except ValueError:
+            return None  # caught between write and rename on a non-atomic filesystem: next poll
+
+    def _alive(self, transport: Transport, pid: int) -> bool:
+        result = transport.run(["kill", "-0", str(pid)], timeout_s=self._timeout_s("kill"))
+        return result.exit_code == 0
+
+    def _kill(self, transport: Transport, pid: int) -> None:
+        transport.run(["kill", "-KILL", "--", "-%d" % pid], timeout_s=self._timeout_s("kill"))
+
+    def _start(self, transport: Transport) -> int:
+        plan = self.plan
+        self._report(state="deploying", message="checking runner %s" % self.artifact.sha256[:12])
+        deployed = ensure_runner(transport, plan.python, plan.workdir, self.artifact, self._timeout_s("deploy"))
+        self.uploaded += deployed.uploaded_bytes
+        for name, content in plan.inputs:
+            transport.put_bytes(content, posixpath.join(self.run_dir, INPUTS, name))
+        transport.put_bytes(plan.spec.to_json().encode("utf-8"), posixpath.join(self.run_dir, SPEC))
+        pid = transport.spawn_detached(
+            [plan.python, deployed.remote_path, "run", "--run-dir", self.run_dir],
+            cwd=self.run_dir,
+            stdout_path=posixpath.join(self.run_dir, "runner.stdout"),
+            stderr_path=posixpath.join(self.run_dir, "runner.stderr"),
+        )
+        self.state.state = "running"
+        self.state.info = {"pid": pid, "started": time.time(), "runner_sha256": self.artifact.sha256}
+        self.store.set_device_state(self.state)
+        self._report(state="running", message="runner pid %d" % pid)
+        return pid
+
+    def _pull(self, transport: Transport) -> None:
+        events, self.events_offset = pull_records(
+            transport, posixpath.join(self.run_dir, EVENTS), self.events_offset
+        )
+        for event in events:
+            if isinstance(event, Event):
+                self._on_event(event)
+        records, offset = pull_records(
+            transport, posixpath.join(self.run_dir, RESULTS), self.state.results_offset
+        )
+        measurements = [r for r in records if isinstance(r, Measurement)]
+        if offset != self.state.results_offset:
+            added = self.store.add_measurements(measurements, results_offset=offset, device_state=self.state)
+            errors = [m for m in measurements if m.status != "ok"]
+            for m in errors:
+                if m.error_kind and m.error_kind not in self.error_kinds:
+                    self.error_kinds.append(m.error_kind)
+            self._report(stored=self.progress.stored + added, errors=self.progress.errors + len(errors))
+
+    def _on_event(self, event: Event) -> None:
+        changes: Dict[str, object] = {}
+        if event.workload:
+            changes["workload"] = event.workload
+        if event.variant:
+            changes["variant"] = event.variant
+        if event.repetition is not None:
+            changes["repetition"] = event.repetition
+        if "total" in event.data:
+            changes["total"] = event.data["total"]
+        if event.event == "repetition_done":
+            changes["last_ttft_ms"] = event.data.get("ttft_ms")
+            changes["last_decode_tps"] = event.data.get("decode_tps")
+        if event.event in ("load", "error") or event.message:
+            changes["message"] = event.message[:200]
+        if changes:
+            self._report(**changes)
+
+    def _follow(self, pid: int) -> None:
+        deadline = time.monotonic() + self.plan.device.timeouts.run_s
+        last_liveness = 0.0
+        while True:
+            self._with_reconnect(self._pull)
+            status = self._with_reconnect(self._status)
+            if isinstance(status, dict) and status.get("state") in ("finished", "failed"):
+                self._with_reconnect(self._pull)
+                if status.get("state") == "failed":
+                    raise DeviceFailed("runner failed: %s" % status.get("error", "unknown error"))
+                return
+            now = time.monotonic()
+            if now > deadline:
+                self._with_reconnect(lambda t: self._kill(t, pid))
+                self._with_reconnect(self._pull)
+                raise DeviceFailed(
+                    "runner still running after the %.0f s run timeout; its process group was killed"
+                    % self.plan.device.timeouts.run_s
+                )
+            if now - last_liveness > 2.0:
+                last_liveness = now
+                if not self._with_reconnect(lambda t: self._alive(t, pid)):
+                    self._with_reconnect(self._pull)
+                    status = self._with_reconnect(self._status)
+                    if isinstance(status, dict) and status.get("state") == "finished":
+                        return
+                    raise DeviceFailed(
+                        "runner (pid %d) died without finishing; see %s/runner.stderr on the device; "
+                        "`bench run --resume %s` restarts it where it stopped"
+                        % (pid, self.run_dir, self.plan.spec.run_id)
+                    )
+            time.sleep(self.poll_s)
+
+    def run(self, resume: bool = False) -> DeviceOutcome:
+        try:
+            pid = None
+            if resume:
+                pid = self._resume_pid()
+            if pid is None:
+                pid = self._with_reconnect(self._start)
+            self._follow(pid)
+            self.state.state = "finished"
+            self.store.set_device_state(self.state)
+            self._report(state="finished", message="")
+            return self._outcome("finished", None)
+        except (DeviceFailed, TransportError, OSError) as exc:
+            message = str(exc)
+            self.state.state = "failed"
+            self.state.error = message
+            self.store.set_device_state(self.state)
+            self._report(state="failed", message=message[:200])
+            return self._outcome("failed", message)
+        finally:
+            self._drop()
+
+    def _resume_pid(self) -> Optional[int]:
+        """A runner from an earlier controller: follow it if alive or finished, else restart it."""
+        previous = {s.device: s for s in self.store.device_states(self.plan.spec.run_id)}
+        old = previous.get(self.plan.device.name)
+        if old is None:
+            return None
+        self.state = old
+        self.state.error = None
+        pid = int(old.info.get("pid", 0)) if old.info else 0
+        if old.state == "finished":
+            return pid or -1
+        status = self._with_reconnect(self._status)
+        if isinstance(status, dict) and status.get("state") == "finished":
+            return pid or -1
+        if pid and self._with_reconnect(lambda t: self._alive(t, pid)):
+            self._report(state="running", message="resumed: runner pid %d still running" % pid)
+            return pid
+        return None  # restart it: the runner skips repetitions already in its journal
+
+    def _outcome(self, state: str, error: Optional[str]) -> DeviceOutcome:
+        return DeviceOutcome(
+            device=self.plan.device.name,
+            state=state,
+            stored=self.progress.stored,
+            errors=self.progress.errors,
+            error=error,
+            error_kinds=list(self.error_kinds),
+            uploaded_bytes=self.uploaded,
+        )
+
+
+def run_plans(
+    plans: List[DevicePlan],
+    store: Store,
+    artifact: RunnerArtifact,
+    make_transport: TransportFactory,
+    on_progress: Callable[[DeviceProgress], None],
+    resume: bool = False,
+    poll_s: float = 0.2,
+) -> List[DeviceOutcome]:
+    """One thread per device; returns an outcome per device, in plan order."""
+    outcomes: Dict[str, DeviceOutcome] = {}
+    lock = threading.Lock()
+
+    def work(plan: DevicePlan) -> None:
+        job = DeviceJob(plan, store, artifact, make_transport, on_progress, poll_s=poll_s)
+        try:
+            outcome = job.run(resume=resume)
+        except Exception as exc:  # a bug in one device's thread must not hide the others' results
+            outcome = DeviceOutcome(plan.device.name, "failed", error="%s: %s" % (type(exc).__name__, exc))
+        with lock:
+            outcomes[plan.device.name] = outcome
+
+    threads = [threading.Thread(target=work, args=(p,), name="device-%s" % p.device.name, daemon=True)
+               for p in plans]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return [outcomes[p.device.name] for p in plans]

@@ -1,0 +1,153 @@
+"""Turn a suite and a device selection into one RunSpec per device (controller side)."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import secrets
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, List, Optional
+
+from . import __version__
+from .config.devices import DeviceConfig, Inventory
+from .config.suites import Suite
+from .config.yaml_lines import ConfigError
+from .farm.controller import DevicePlan
+from .runner.protocol import BackendSpec, GenerationSpec, ModelSpec, RunSpec
+from .workloads import prepare_workloads
+
+
+class ModelMissing(RuntimeError):
+    """A model directory named in devices.yaml does not exist (exit code 3)."""
+
+
+class EngineMissing(RuntimeError):
+    """The controller needs an optional engine it does not have (exit code 3)."""
+
+
+@dataclass
+class Paths:
+    devices_file: Path
+    suites_dir: Path
+    results_dir: Path
+    reports_dir: Path
+
+    @property
+    def store_path(self) -> Path:
+        return self.results_dir / "bench.sqlite"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.results_dir / "models"
+
+
+def new_run_id() -> str:
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return "%s-%s" % (stamp, secrets.token_hex(3))
+
+
+def controller_commit() -> str:
+    """The controller's git commit (with '-dirty' for local changes), or 'unknown'."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                              text=True, timeout=10)
+        if head.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10)
+        return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def resolve_model_path(device: DeviceConfig, variant_index: int, paths: Paths,
+                       notify: Callable[[str], None]) -> str:
+    model = device.models[variant_index]
+    if model.make is not None:
+        target = paths.models_dir / ("%s-%s-seed%d" % (model.make.arch, model.make.preset, model.make.seed))
+        if (target / "edge_vlm_bench_model.json").is_file():
+            return str(target.resolve())
+        try:
+            from .models import make_model
+        except ImportError as exc:
+            raise EngineMissing(
+                "building the %s %s model needs torch and transformers (%s); "
+                "install them with: pip install 'edge-vlm-bench[local]'"
+                % (model.make.arch, model.make.preset, exc)
+            ) from None
+        notify("building random-weight %s (%s preset) into %s" % (model.make.arch, model.make.preset, target))
+        make_model(model.make.arch, model.make.preset, target, seed=model.make.seed)
+        return str(target.resolve())
+    assert model.path is not None
+    if device.transport == "local":
+        path = Path(os.path.expanduser(model.path))
+        if not path.exists():
+            raise ModelMissing(
+                "device %r, variant %r: model directory %s does not exist; build one with "
+                "`bench models make --arch qwen2.5-vl --preset small --out %s` or fix the path"
+                % (device.name, model.variant, path, model.path)
+            )
+        return str(path.resolve())
+    return model.path
+
+
+def device_workdir(device: DeviceConfig) -> str:
+    if device.transport == "local":
+        return str(Path(os.path.expanduser(device.workdir)).resolve())
+    return device.workdir
+
+
+def device_python(device: DeviceConfig) -> str:
+    if device.python:
+        return device.python
+    return sys.executable if device.transport == "local" else "python3"
+
+
+def plan_run(
+    suite: Suite,
+    devices: List[DeviceConfig],
+    inventory: Inventory,
+    paths: Paths,
+    notify: Callable[[str], None],
+    run_id: Optional[str] = None,
+) -> List[DevicePlan]:
+    run_id = run_id or new_run_id()
+    for device in devices:
+        if device.transport == "ssh" and not device.host:
+            raise ConfigError(
+                "device %r (%s) has no host: fill in host (and user, key_file) in %s"
+                % (device.name, inventory.where(device.name), inventory.path)
+            )
+    prepared = prepare_workloads(suite)
+    inputs = [item for p in prepared for item in p.files]
+    gen = suite.config.generation
+    commit = controller_commit()
+    plans = []
+    for device in devices:
+        models = [
+            ModelSpec(variant=m.variant, path=resolve_model_path(device, i, paths, notify),
+                      quantization=m.quantization, options=dict(m.options))
+            for i, m in enumerate(device.models)
+        ]
+        spec = RunSpec(
+            run_id=run_id,
+            device=device.name,
+            suite=suite.name,
+            backend=BackendSpec(name=device.backend, options=dict(device.backend_options)),
+            models=models,
+            workloads=[p.spec for p in prepared],
+            generation=GenerationSpec(
+                output_tokens=gen.output_tokens, warmup=gen.warmup,
+                repetitions=gen.repetitions, timeout_s=gen.timeout_s,
+            ),
+            telemetry=list(device.telemetry),
+            device_info={"type": device.type, "expect": dict(device.expect), "tags": list(device.tags)},
+            controller={"version": __version__, "git_commit": commit},
+        )
+        plans.append(DevicePlan(device=device, spec=spec, inputs=inputs,
+                                python=device_python(device), workdir=device_workdir(device)))
+    return plans

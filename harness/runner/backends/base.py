@@ -1,0 +1,108 @@
+"""What every inference backend provides to the runner.
+
+A backend turns raw inputs (decoded RGB frames and a prompt) into tokens and reports monotonic
+timestamps (``time.perf_counter_ns``) at the phase boundaries. The runner turns timestamps into
+metrics in one place (``harness.runner.metrics``) so every backend is measured the same way.
+
+Standard library only: engines are imported inside each backend's ``load()``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional
+
+from ..protocol import GenerationSpec, ModelSpec
+from ..workloads import WorkloadInputs
+
+
+class BackendError(RuntimeError):
+    """A failure the user can act on; the message says what to do."""
+
+
+class BackendUnavailable(BackendError):
+    """The backend's engine is not installed on this machine."""
+
+
+class UnsupportedWorkload(BackendError):
+    """The backend or the model cannot run this kind of workload."""
+
+
+class ModelNotFound(BackendError):
+    """The model directory or file named by the device is missing."""
+
+
+@dataclass
+class LoadInfo:
+    """What was loaded: goes into every measurement's provenance."""
+
+    engine: str  # e.g. "transformers 5.23.0 / torch 2.14.1"
+    engine_versions: Dict[str, str] = field(default_factory=dict)
+    model_id: str = ""
+    model_sha256: str = ""
+    weights: str = "unknown"  # "real", "random" (random-weight architecture) or "emulated"
+    dtype: str = ""
+    accelerator: str = "cpu"
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RawTiming:
+    """Timestamps (perf_counter_ns) and counts from one query.
+
+    ``t_start`` is taken with the raw inputs already decoded in memory. Phase boundaries a
+    backend cannot observe stay None; the runner then leaves the metric empty.
+    """
+
+    t_start: int
+    t_preprocess_end: Optional[int]
+    t_vision_start: Optional[int]
+    t_vision_end: Optional[int]
+    token_times: List[int]  # one timestamp per output token, the first one is the first token
+    n_input_tokens: Optional[int]
+    n_visual_tokens: Optional[int]
+    n_output_tokens: int
+    output_text: str = ""
+    peak_accel_mb: Optional[float] = None
+    peak_accel_source: str = ""
+    engine: Dict[str, Any] = field(default_factory=dict)  # the engine's own figures
+    warnings: List[str] = field(default_factory=list)
+
+
+PhaseCallback = Callable[[str], None]
+
+
+class Backend:
+    """Base class. Subclasses validate ``options`` in ``__init__`` and import engines in ``load``."""
+
+    name = "base"
+    #: option names this backend accepts; anything else is refused with the list of known names
+    option_names: tuple = ()
+
+    def __init__(self, options: Dict[str, Any], model: ModelSpec) -> None:
+        unknown = sorted(set(options) - set(self.option_names))
+        if unknown:
+            raise BackendError(
+                "backend %r: unknown option(s) %s; known options: %s"
+                % (self.name, ", ".join(unknown), ", ".join(self.option_names) or "none")
+            )
+        self.options = dict(options)
+        self.model = model
+
+    def supports(self, kind: str) -> bool:
+        return kind in ("image", "video")
+
+    def load(self) -> LoadInfo:
+        raise NotImplementedError
+
+    def run(
+        self,
+        inputs: WorkloadInputs,
+        generation: GenerationSpec,
+        on_phase: Optional[PhaseCallback] = None,
+    ) -> RawTiming:
+        """Run one query with greedy decoding and exactly ``generation.output_tokens`` tokens."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the engine; called once per model variant."""

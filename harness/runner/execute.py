@@ -1,0 +1,245 @@
+"""Run a RunSpec: every model variant x workload x repetition, one Measurement each."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import traceback
+from typing import Any, Dict, List, Optional
+
+from . import RUNNER_VERSION
+from .backends import BackendError, get_backend, install_hint
+from .backends.base import Backend, BackendUnavailable, LoadInfo, ModelNotFound, UnsupportedWorkload
+from .clock import now_ns
+from .journal import INPUTS, Journal, read_completed_keys, RESULTS
+from .memory import peak_host_mb, reset_peak
+from .metrics import compute_metrics
+from .protocol import Event, Measurement, ModelSpec, RunSpec, WorkloadSpec
+from .provenance import machine_provenance, runner_hash
+from .workloads import WorkloadInputs, load_inputs
+
+# Runner exit codes (also documented in the README).
+EXIT_OK = 0
+EXIT_MEASUREMENT_ERRORS = 1
+EXIT_BAD_SPEC = 2
+
+
+def _iso_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
+
+
+class SpecRunner:
+    def __init__(self, spec: RunSpec, run_dir: str, journal: Journal) -> None:
+        self.spec = spec
+        self.run_dir = run_dir
+        self.journal = journal
+        self.done = read_completed_keys(os.path.join(run_dir, RESULTS))
+        self.base_provenance: Dict[str, Any] = machine_provenance()
+        self.base_provenance["runner_hash"] = runner_hash()
+        self.base_provenance["runner_version"] = RUNNER_VERSION
+        self.base_provenance["controller_commit"] = spec.controller.get("git_commit", "unknown")
+        self.base_provenance["controller_version"] = spec.controller.get("version", "unknown")
+        self.base_provenance["device_type"] = spec.device_info.get("type", "unknown")
+        self.n_errors = 0
+        self.n_written = 0
+
+    # -- events -----------------------------------------------------------------------------
+    def event(self, name: str, message: str = "", **fields: Any) -> None:
+        data = fields.pop("data", {})
+        self.journal.event(
+            Event(event=name, ts_ns=now_ns(), device=self.spec.device, message=message, data=data, **fields)
+        )
+
+    # -- records ----------------------------------------------------------------------------
+    def _record(self, **fields: Any) -> None:
+        measurement = Measurement(
+            run_id=self.spec.run_id,
+            device=self.spec.device,
+            suite=self.spec.suite,
+            backend=self.spec.backend.name,
+            started_at=fields.pop("started_at", _iso_now()),
+            **fields,
+        )
+        if measurement.key in self.done:
+            return
+        self.journal.measurement(measurement)
+        self.done.add(measurement.key)
+        self.n_written += 1
+        if measurement.status != "ok":
+            self.n_errors += 1
+
+    def _fail_workload(
+        self,
+        workload: WorkloadSpec,
+        model: ModelSpec,
+        message: str,
+        provenance: Dict[str, Any],
+        kind: str = "engine",
+    ) -> None:
+        """One error record per planned repetition: a failure is visible, never a gap."""
+        total = self.spec.generation.warmup + self.spec.generation.repetitions
+        for repetition in range(total):
+            self._record(
+                workload=workload.name,
+                variant=model.variant,
+                repetition=repetition,
+                warmup=repetition < self.spec.generation.warmup,
+                status="error",
+                error=message,
+                error_kind=kind,
+                input_sha256=workload.input_sha256,
+                provenance=provenance,
+            )
+        self.event("error", message, workload=workload.name, variant=model.variant)
+
+    def _provenance(self, model: ModelSpec, info: Optional[LoadInfo]) -> Dict[str, Any]:
+        prov = dict(self.base_provenance)
+        prov.update({"model_path": model.path, "quantization": model.quantization, "variant": model.variant})
+        if info is not None:
+            prov.update(
+                {
+                    "engine": info.engine,
+                    "engine_versions": info.engine_versions,
+                    "model_id": info.model_id,
+                    "model_sha256": info.model_sha256,
+                    "weights": info.weights,
+                    "emulated": info.weights == "emulated",
+                    "dtype": info.dtype,
+                    "accelerator": info.accelerator,
+                }
+            )
+            if info.extra:
+                prov["backend_extra"] = info.extra
+            if info.weights == "emulated":
+                prov["emulated_profile"] = self.spec.backend.options.get("profile", "custom")
+        return prov
+
+    # -- the run ----------------------------------------------------------------------------
+    def run(self) -> int:
+        spec = self.spec
+        self.event("run_start", "runner %s on %s" % (RUNNER_VERSION, self.base_provenance["hostname"]),
+                   data={"models": len(spec.models), "workloads": len(spec.workloads)})
+        inputs_dir = os.path.join(self.run_dir, INPUTS)
+        loaded: List[Any] = []
+        for workload in spec.workloads:
+            try:
+                loaded.append(load_inputs(workload, inputs_dir))
+            except Exception as exc:  # bad input files: every model variant reports it
+                loaded.append(exc)
+        for model in spec.models:
+            self._run_model(model, loaded)
+        self.event("run_end", "%d measurements, %d failed" % (self.n_written, self.n_errors),
+                   data={"measurements": self.n_written, "errors": self.n_errors})
+        return EXIT_OK if self.n_errors == 0 else EXIT_MEASUREMENT_ERRORS
+
+    def _run_model(self, model: ModelSpec, loaded: List[Any]) -> None:
+        spec = self.spec
+        self.event("load", "loading %s" % model.variant, variant=model.variant)
+        backend: Optional[Backend] = None
+        try:
+            backend_cls = get_backend(spec.backend.name)
+            backend = backend_cls(spec.backend.options, model)
+            info = backend.load()
+        except BackendUnavailable as exc:
+            hint = install_hint(spec.backend.name)
+            message = "%s%s" % (exc, "" if not hint or hint in str(exc) else "; " + hint)
+            for workload in spec.workloads:
+                self._fail_workload(workload, model, message, self._provenance(model, None), "unavailable")
+            return
+        except BackendError as exc:
+            kind = "model_not_found" if isinstance(exc, ModelNotFound) else "config"
+            for workload in spec.workloads:
+                self._fail_workload(workload, model, str(exc), self._provenance(model, None), kind)
+            return
+        except Exception as exc:  # an engine crash while loading: record it, go on
+            message = "loading failed: %s: %s" % (type(exc).__name__, exc)
+            for workload in spec.workloads:
+                self._fail_workload(workload, model, message, self._provenance(model, None))
+            return
+        provenance = self._provenance(model, info)
+        try:
+            for workload, inputs in zip(spec.workloads, loaded):
+                if isinstance(inputs, Exception):
+                    self._fail_workload(workload, model, str(inputs), provenance, "input")
+                elif not backend.supports(inputs.kind):
+                    self._fail_workload(
+                        workload, model,
+                        "backend %r cannot run %s workloads with model %r"
+                        % (spec.backend.name, inputs.kind, model.variant),
+                        provenance,
+                        "unsupported",
+                    )
+                else:
+                    self._run_workload(backend, model, workload, inputs, provenance)
+        finally:
+            backend.close()
+
+    def _run_workload(
+        self,
+        backend: Backend,
+        model: ModelSpec,
+        workload: WorkloadSpec,
+        inputs: WorkloadInputs,
+        provenance: Dict[str, Any],
+    ) -> None:
+        gen = self.spec.generation
+        total = gen.warmup + gen.repetitions
+        for repetition in range(total):
+            key = (self.spec.run_id, self.spec.device, workload.name, model.variant, repetition)
+            if key in self.done:
+                continue
+            warmup = repetition < gen.warmup
+            self.event("repetition_start", workload=workload.name, variant=model.variant,
+                       repetition=repetition, data={"warmup": warmup, "total": total})
+            started_at = _iso_now()
+            was_reset = reset_peak()
+            try:
+                raw = backend.run(inputs, gen)
+            except BackendError as exc:
+                kind = "unsupported" if isinstance(exc, UnsupportedWorkload) else "engine"
+                self._record(workload=workload.name, variant=model.variant, repetition=repetition,
+                             warmup=warmup, status="error", error=str(exc), error_kind=kind,
+                             started_at=started_at,
+                             input_sha256=inputs.input_sha256, provenance=provenance)
+                self.event("error", str(exc), workload=workload.name, variant=model.variant,
+                           repetition=repetition)
+                continue
+            except Exception as exc:
+                message = "%s: %s" % (type(exc).__name__, exc)
+                self._record(workload=workload.name, variant=model.variant, repetition=repetition,
+                             warmup=warmup, status="error", error=message, error_kind="engine",
+                             started_at=started_at,
+                             input_sha256=inputs.input_sha256, provenance=provenance,
+                             warnings=[traceback.format_exc(limit=5)])
+                self.event("error", message, workload=workload.name, variant=model.variant,
+                           repetition=repetition)
+                continue
+            metrics, itl, warnings = compute_metrics(raw)
+            peak_mb, peak_source = peak_host_mb(was_reset)
+            metrics["peak_host_mb"] = peak_mb
+            sources = {"peak_host_mb": peak_source}
+            sources["peak_accel_mb"] = raw.peak_accel_source or (
+                "none: this backend reports no accelerator memory"
+            )
+            self._record(
+                workload=workload.name,
+                variant=model.variant,
+                repetition=repetition,
+                warmup=warmup,
+                status="ok",
+                metrics=metrics,
+                itl_ms=itl,
+                metric_sources=sources,
+                engine=raw.engine,
+                provenance=provenance,
+                input_sha256=inputs.input_sha256,
+                output_text=raw.output_text,
+                warnings=warnings + raw.warnings,
+                started_at=started_at,
+            )
+            self.event(
+                "repetition_done", workload=workload.name, variant=model.variant,
+                repetition=repetition,
+                data={"warmup": warmup, "total": total, "ttft_ms": metrics["ttft_ms"],
+                      "decode_tps": metrics["decode_tps"], "e2e_ms": metrics["e2e_ms"]},
+            )

@@ -1,0 +1,245 @@
+"""The contract between the controller and the runner.
+
+A versioned :class:`RunSpec` goes in; JSON lines come out: :class:`Event` records (progress)
+and :class:`Measurement` records (one per repetition). The controller and the runner import this
+same module, and nothing else crosses between them.
+
+Standard library only, Python >= 3.8: this file ships to every board.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+PROTOCOL_VERSION = 1
+MEASUREMENT_SCHEMA_VERSION = 1
+
+# Every metric a Measurement may carry, with its unit in the name. Reports and the store rely on
+# this list: a backend that cannot fill a metric leaves it None, it never invents a number.
+TIMING_METRICS = (
+    "preprocess_ms",
+    "vision_encode_ms",
+    "prefill_ms",
+    "ttft_ms",
+    "decode_tps",
+    "tpot_ms",
+    "itl_p50_ms",
+    "itl_p90_ms",
+    "itl_p99_ms",
+    "e2e_ms",
+)
+COUNT_METRICS = ("n_input_tokens", "n_visual_tokens", "n_output_tokens")
+MEMORY_METRICS = ("peak_host_mb", "peak_accel_mb")
+ALL_METRICS = TIMING_METRICS + COUNT_METRICS + MEMORY_METRICS
+
+WORKLOAD_KINDS = ("image", "video")
+
+
+class ProtocolError(ValueError):
+    """A spec or record that does not follow this protocol version."""
+
+
+def _require(mapping: Dict[str, Any], key: str, where: str) -> Any:
+    if key not in mapping:
+        raise ProtocolError("%s: missing field %r" % (where, key))
+    return mapping[key]
+
+
+@dataclass
+class WorkloadSpec:
+    """One workload: the frames (PPM files, raw RGB) and the prompt sent with them."""
+
+    name: str
+    kind: str  # "image" or "video"
+    frames: List[str]  # paths of binary PPM (P6) files, in temporal order for video
+    prompt: str
+    input_sha256: str  # over the decoded pixels and the prompt, see workloads.input_digest
+    fps: float = 2.0  # video only: the frame rate the frames were sampled at
+
+    def __post_init__(self) -> None:
+        if self.kind not in WORKLOAD_KINDS:
+            raise ProtocolError(
+                "workload %r: kind must be one of %s, got %r" % (self.name, WORKLOAD_KINDS, self.kind)
+            )
+        if not self.frames:
+            raise ProtocolError("workload %r: no frames" % self.name)
+        if self.kind == "image" and len(self.frames) != 1:
+            raise ProtocolError("workload %r: an image workload has exactly one frame" % self.name)
+
+
+@dataclass
+class ModelSpec:
+    """One model variant on the device (fp16, int8, ...)."""
+
+    variant: str
+    path: str
+    quantization: str = "none"
+    options: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class BackendSpec:
+    name: str
+    options: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class GenerationSpec:
+    output_tokens: int
+    warmup: int = 1
+    repetitions: int = 5
+    timeout_s: float = 1800.0
+
+    def __post_init__(self) -> None:
+        if self.output_tokens < 2:
+            raise ProtocolError("output_tokens must be >= 2 (decode rate needs two tokens)")
+        if self.warmup < 0 or self.repetitions < 1:
+            raise ProtocolError("warmup must be >= 0 and repetitions >= 1")
+
+
+@dataclass
+class RunSpec:
+    """Everything one device needs to run one suite."""
+
+    run_id: str
+    device: str
+    suite: str
+    backend: BackendSpec
+    models: List[ModelSpec]
+    workloads: List[WorkloadSpec]
+    generation: GenerationSpec
+    telemetry: List[Dict[str, Any]] = field(default_factory=list)
+    device_info: Dict[str, Any] = field(default_factory=dict)  # type, expectations from devices.yaml
+    controller: Dict[str, Any] = field(default_factory=dict)  # controller version and git commit
+    protocol_version: int = PROTOCOL_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "RunSpec":
+        version = data.get("protocol_version")
+        if version != PROTOCOL_VERSION:
+            raise ProtocolError(
+                "RunSpec protocol_version %r, this runner speaks %d: redeploy the runner"
+                % (version, PROTOCOL_VERSION)
+            )
+        try:
+            return cls(
+                run_id=_require(data, "run_id", "RunSpec"),
+                device=_require(data, "device", "RunSpec"),
+                suite=_require(data, "suite", "RunSpec"),
+                backend=BackendSpec(**_require(data, "backend", "RunSpec")),
+                models=[ModelSpec(**m) for m in _require(data, "models", "RunSpec")],
+                workloads=[WorkloadSpec(**w) for w in _require(data, "workloads", "RunSpec")],
+                generation=GenerationSpec(**_require(data, "generation", "RunSpec")),
+                telemetry=list(data.get("telemetry", [])),
+                device_info=dict(data.get("device_info", {})),
+                controller=dict(data.get("controller", {})),
+                protocol_version=version,
+            )
+        except TypeError as exc:  # unknown or missing keyword in a nested record
+            raise ProtocolError("RunSpec: %s" % exc) from exc
+
+    @classmethod
+    def from_json(cls, text: str) -> "RunSpec":
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise ProtocolError("RunSpec is not valid JSON: %s" % exc) from exc
+        if not isinstance(data, dict):
+            raise ProtocolError("RunSpec must be a JSON object")
+        return cls.from_dict(data)
+
+
+@dataclass
+class Event:
+    """A progress report. Events are for people watching; measurements are the data."""
+
+    event: str  # run_start, load, repetition_start, phase, repetition_done, error, run_end
+    ts_ns: int
+    device: str = ""
+    workload: str = ""
+    variant: str = ""
+    repetition: Optional[int] = None
+    message: str = ""
+    data: Dict[str, Any] = field(default_factory=dict)
+    record: str = "event"
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+
+@dataclass
+class Measurement:
+    """One repetition of one workload on one model variant of one device: a flat, complete record."""
+
+    run_id: str
+    device: str
+    suite: str
+    workload: str
+    backend: str
+    variant: str
+    repetition: int  # 0-based, counted over warm-up and measured repetitions together
+    warmup: bool
+    status: str  # "ok" or "error"
+    metrics: Dict[str, Optional[float]] = field(default_factory=dict)
+    itl_ms: List[float] = field(default_factory=list)  # every inter-token gap
+    metric_sources: Dict[str, str] = field(default_factory=dict)  # e.g. peak_host_mb -> VmHWM
+    engine: Dict[str, Any] = field(default_factory=dict)  # the engine's own figures
+    telemetry: Dict[str, Any] = field(default_factory=dict)
+    provenance: Dict[str, Any] = field(default_factory=dict)
+    input_sha256: str = ""
+    output_text: str = ""
+    error: Optional[str] = None
+    # unavailable (engine not installed), model_not_found, unsupported (workload), input, engine
+    error_kind: Optional[str] = None
+    warnings: List[str] = field(default_factory=list)
+    started_at: str = ""  # wall-clock ISO 8601, for people; durations come from the monotonic clock
+    schema_version: int = MEASUREMENT_SCHEMA_VERSION
+    record: str = "measurement"
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True, allow_nan=False)
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "Measurement":
+        if data.get("record") != "measurement":
+            raise ProtocolError("not a measurement record: %r" % data.get("record"))
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ProtocolError("measurement has unknown fields %s (newer runner?)" % unknown)
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise ProtocolError("measurement: %s" % exc) from exc
+
+    @property
+    def key(self) -> tuple:
+        """Identity of a measurement inside a run: storing it twice is a no-op."""
+        return (self.run_id, self.device, self.workload, self.variant, self.repetition)
+
+
+def parse_record(line: str) -> Any:
+    """Parse one JSON line written by the runner into an Event or a Measurement."""
+    try:
+        data = json.loads(line)
+    except ValueError as exc:
+        raise ProtocolError("not a JSON line: %s" % exc) from exc
+    if not isinstance(data, dict):
+        raise ProtocolError("record must be a JSON object")
+    kind = data.get("record")
+    if kind == "measurement":
+        return Measurement.from_dict(data)
+    if kind == "event":
+        data = dict(data)
+        data.pop("record")
+        try:
+            return Event(**data)
+        except TypeError as exc:
+            raise ProtocolError("event: %s" % exc) from exc
+    raise ProtocolError("unknown record kind %r" % kind)
