@@ -125,6 +125,7 @@ def test_engine_not_installed(project: Path, tmp_path_factory: pytest.TempPathFa
     bare = tmp_path_factory.mktemp("bare-python")
     venv.create(bare, with_pip=False)  # a board python with no torch or transformers
     (project / "model").mkdir()
+    (project / "model" / "config.json").write_text("{}")  # looks like a model: the engine is what is missing
     devices(project, EMU.format(name="bare", options="{}").replace("backend: reference", "backend: transformers")
             .replace("path: .", "path: model") + "    python: %s\n" % (bare / "bin" / "python"))
     proc = bench(project, "run", "--suite", "image", "--devices", "bare")
