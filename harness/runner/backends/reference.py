@@ -150,5 +150,7 @@ class ReferenceBackend(Backend):
             n_visual_tokens=int(phases["n_visual_tokens"]),
             n_output_tokens=len(token_times),
             output_text=" ".join("tok%d" % i for i in range(len(token_times))),
-            engine={"configured_ms": {k: phases[k] for k in phases if k.endswith("_ms")}},
+            # what the emulated engine was told to take, after time_scale: our figures should agree
+            engine={"configured_ms": {k: phases[k] * self.time_scale for k in phases
+                                      if k.endswith("_ms") and k != "itl_ms"}},
         )
