@@ -22,7 +22,8 @@ from ..runner.journal import EVENTS, INPUTS, RESULTS, SPEC, STATUS
 from ..runner.protocol import Event, Measurement, ProtocolError, RunSpec, parse_record
 from ..store.sqlite import DeviceState, Store
 from .deploy import RunnerArtifact, ensure_runner
-from .transport import Transport, TransportError
+from .lease import Lease, LeaseError, LeaseHeld, LeaseOwner, acquire, force_unlock
+from .transport import Transport, TransportError, kill_process_group, process_state
 
 TransportFactory = Callable[[DeviceConfig], Transport]
 
@@ -33,7 +34,9 @@ class DevicePlan:
     spec: RunSpec
     inputs: List[Tuple[str, bytes]]  # (file name under the run's inputs/, content)
     python: str
-    workdir: str  # absolute on the device
+    workdir: str  # on the device; a leading ~ is the device user's home
+    wait_for_lease: bool = False
+    lease_wait_s: Optional[float] = None
 
 
 @dataclass
@@ -106,9 +109,11 @@ class DeviceJob:
         self.reconnect_s = reconnect_s
         self.progress = DeviceProgress(device=plan.device.name)
         self.transport: Optional[Transport] = None
-        self.run_dir = posixpath.join(plan.workdir, "runs", plan.spec.run_id, plan.device.name)
-        self.state = DeviceState(run_id=plan.spec.run_id, device=plan.device.name, state="planned",
-                                 remote_run_dir=self.run_dir)
+        self.workdir = plan.workdir  # made absolute on the device once connected
+        self.run_dir = ""
+        self.state = DeviceState(run_id=plan.spec.run_id, device=plan.device.name, state="planned")
+        self.lease: Optional[Lease] = None
+        self.lease_renewed = 0.0
         self.events_offset = 0
         self.uploaded = 0
         self.error_kinds: List[str] = []
@@ -160,11 +165,55 @@ class DeviceJob:
             return None  # caught between write and rename on a non-atomic filesystem: next poll
 
     def _alive(self, transport: Transport, pid: int) -> bool:
-        result = transport.run(["kill", "-0", str(pid)], timeout_s=self._timeout_s("kill"))
-        return result.exit_code == 0
+        return process_state(transport, pid, timeout_s=self._timeout_s("ps")) is not None
 
     def _kill(self, transport: Transport, pid: int) -> None:
-        transport.run(["kill", "-KILL", "--", "-%d" % pid], timeout_s=self._timeout_s("kill"))
+        # the runner leads its own process group (setsid): this takes its children too
+        kill_process_group(transport, pid, "KILL", timeout_s=self._timeout_s("kill"))
+
+    def _locate(self, transport: Transport) -> None:
+        self.workdir = transport.expand(self.plan.workdir)
+        self.run_dir = posixpath.join(self.workdir, "runs", self.plan.spec.run_id, self.plan.device.name)
+        self.state.remote_run_dir = self.run_dir
+
+    def _take_lease(self, transport: Transport, resume: bool) -> None:
+        plan = self.plan
+        owner = LeaseOwner.current(plan.spec.run_id)
+        ttl = plan.device.timeouts.lease_s
+        self._report(state="leasing", message="taking the board's lease")
+        try:
+            self.lease = acquire(transport, self.workdir, owner, ttl_s=ttl, wait=plan.wait_for_lease,
+                                 wait_timeout_s=plan.lease_wait_s, poll_s=5.0,
+                                 timeout_s=self._timeout_s("lease"))
+        except LeaseHeld as exc:
+            if not (resume and exc.holder.run_id == plan.spec.run_id):
+                raise DeviceFailed(str(exc)) from None
+            # our own run's controller died holding it: resuming that run takes it back
+            force_unlock(transport, self.workdir, timeout_s=self._timeout_s("lease"))
+            self.lease = acquire(transport, self.workdir, owner, ttl_s=ttl,
+                                 timeout_s=self._timeout_s("lease"))
+        self.lease_renewed = time.monotonic()
+
+    def _renew_lease(self) -> None:
+        ttl = self.plan.device.timeouts.lease_s
+        if self.lease is not None and time.monotonic() - self.lease_renewed > ttl / 3:
+            self._with_reconnect(lambda t: self._on_lease(t).renew(ttl))
+            self.lease_renewed = time.monotonic()
+
+    def _on_lease(self, transport: Transport) -> Lease:
+        """The lease, speaking over the current connection (it may have been re-made)."""
+        assert self.lease is not None
+        self.lease.transport = transport
+        return self.lease
+
+    def _release_lease(self) -> None:
+        if self.lease is None:
+            return
+        try:
+            self._with_reconnect(lambda t: self._on_lease(t).release())
+        except (LeaseError, TransportError):
+            pass  # it expires by itself; never let releasing hide the run's outcome
+        self.lease = None
 
     def _start(self, transport: Transport) -> int:
         plan = self.plan
@@ -234,6 +283,7 @@ class DeviceJob:
                 if status.get("state") == "failed":
                     raise DeviceFailed("runner failed: %s" % status.get("error", "unknown error"))
                 return
+            self._renew_lease()
             now = time.monotonic()
             if now > deadline:
                 self._with_reconnect(lambda t: self._kill(t, pid))
@@ -258,6 +308,8 @@ class DeviceJob:
 
     def run(self, resume: bool = False) -> DeviceOutcome:
         try:
+            self._with_reconnect(self._locate)
+            self._with_reconnect(lambda t: self._take_lease(t, resume))
             pid = None
             if resume:
                 pid = self._resume_pid()
@@ -268,7 +320,7 @@ class DeviceJob:
             self.store.set_device_state(self.state)
             self._report(state="finished", message="")
             return self._outcome("finished", None)
-        except (DeviceFailed, TransportError, OSError) as exc:
+        except (DeviceFailed, TransportError, LeaseError, OSError) as exc:
             message = str(exc)
             self.state.state = "failed"
             self.state.error = message
@@ -276,6 +328,7 @@ class DeviceJob:
             self._report(state="failed", message=message[:200])
             return self._outcome("failed", message)
         finally:
+            self._release_lease()
             self._drop()
 
     def _resume_pid(self) -> Optional[int]:
@@ -286,6 +339,8 @@ class DeviceJob:
             return None
         self.state = old
         self.state.error = None
+        if old.remote_run_dir:
+            self.run_dir = old.remote_run_dir
         pid = int(old.info.get("pid", 0)) if old.info else 0
         if old.state == "finished":
             return pid or -1

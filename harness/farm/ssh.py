@@ -28,7 +28,14 @@ from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 import paramiko
 
 from .known_hosts import DEFAULT_KNOWN_HOSTS, KnownHosts, fingerprint, host_entry_name
-from .transport import CommandResult, CommandTimeout, Transport, TransportError
+from .transport import (  # noqa: F401  (process helpers re-exported for callers of this module)
+    CommandResult,
+    CommandTimeout,
+    Transport,
+    TransportError,
+    kill_process_group,
+    process_state,
+)
 
 if TYPE_CHECKING:  # the config package imports pydantic; only the type is needed here
     from harness.config.devices import DeviceConfig
@@ -651,37 +658,6 @@ class SSHTransport:
                 self._drop_if_dead()
                 raise ConnectionLost("%s: reading %s failed: %s"
                                      % (self.name, target, exc or type(exc).__name__)) from None
-
-
-def kill_process_group(
-    transport: Transport, pgid: int, signal_name: str = "KILL", timeout_s: float = 30.0
-) -> bool:
-    """Send a signal to process group ``pgid`` on any Transport; True if the group existed.
-
-    Never ``transport.run(["kill", "-9", "-%d" % pgid])``: that execs /usr/bin/kill, and
-    procps-ng 4.0.2 (Debian 12) sends such a negative pid's signal to *every* process the user
-    may signal (kill(-1)) - as root, the whole machine. The shell's builtin kill is correct.
-    """
-    if pgid <= 1:
-        raise ValueError("refusing to signal process group %d" % pgid)
-    if not re.fullmatch(r"[A-Z0-9]+", signal_name):
-        raise ValueError("signal name %r: use e.g. KILL, TERM, INT" % signal_name)
-    script = "kill -%s -%d 2>/dev/null" % (signal_name, pgid)
-    result = transport.run(["sh", "-c", script], timeout_s=timeout_s)
-    return result.exit_code == 0
-
-
-def process_state(transport: Transport, pid: int, timeout_s: float = 30.0) -> Optional[str]:
-    """The process's state letter (R, S, D, T, ...) on the board, or None when it is gone (a zombie
-    counts as gone: it has finished, only its parent has not collected it yet)."""
-    if pid <= 0:
-        raise ValueError("pid %d" % pid)
-    script = (
-        "if [ -r /proc/%d/stat ]; then sed 's/.*) //' /proc/%d/stat | cut -d' ' -f1; "
-        "elif kill -0 %d 2>/dev/null; then echo R; fi" % (pid, pid, pid)
-    )
-    state = transport.run(["sh", "-c", script], timeout_s=timeout_s).text().strip()
-    return state if state and state != "Z" else None
 
 
 def _quote(argv: Sequence[str]) -> str:

@@ -7,6 +7,7 @@ lease and a health check are written once and work the same on ``local`` and ove
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -73,6 +74,9 @@ class Transport(Protocol):
 
     def close(self) -> None:
         """Drop the connection; detached processes keep running."""
+
+    def expand(self, path: str) -> str:
+        """The path with a leading ``~`` replaced by the device user's home directory."""
 
 
 class LocalTransport:
@@ -146,9 +150,43 @@ class LocalTransport:
     def close(self) -> None:
         """Nothing to drop for the local machine."""
 
+    def expand(self, path: str) -> str:
+        return os.path.abspath(os.path.expanduser(path))
+
 
 def _kill_group(pid: int) -> None:
     try:
         os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def kill_process_group(
+    transport: Transport, pgid: int, signal_name: str = "KILL", timeout_s: float = 30.0
+) -> bool:
+    """Send a signal to process group ``pgid`` on any Transport; True if the group existed.
+
+    Never ``transport.run(["kill", "-9", "-%d" % pgid])``: that execs /usr/bin/kill, and
+    procps-ng 4.0.2 (Debian 12) sends such a negative pid's signal to *every* process the user
+    may signal (kill(-1)) - as root, the whole machine. The shell's builtin kill is correct.
+    """
+    if pgid <= 1:
+        raise ValueError("refusing to signal process group %d" % pgid)
+    if not re.fullmatch(r"[A-Z0-9]+", signal_name):
+        raise ValueError("signal name %r: use e.g. KILL, TERM, INT" % signal_name)
+    script = "kill -%s -%d 2>/dev/null" % (signal_name, pgid)
+    result = transport.run(["sh", "-c", script], timeout_s=timeout_s)
+    return result.exit_code == 0
+
+
+def process_state(transport: Transport, pid: int, timeout_s: float = 30.0) -> Optional[str]:
+    """The process's state letter (R, S, D, T, ...) on the board, or None when it is gone (a zombie
+    counts as gone: it has finished, only its parent has not collected it yet)."""
+    if pid <= 0:
+        raise ValueError("pid %d" % pid)
+    script = (
+        "if [ -r /proc/%d/stat ]; then sed 's/.*) //' /proc/%d/stat | cut -d' ' -f1; "
+        "elif kill -0 %d 2>/dev/null; then echo R; fi" % (pid, pid, pid)
+    )
+    state = transport.run(["sh", "-c", script], timeout_s=timeout_s).text().strip()
+    return state if state and state != "Z" else None

@@ -83,14 +83,17 @@ def test_inter_token_gaps_follow_a_configured_pattern(tmp_path: Path) -> None:
     pattern = [5.0, 10.0, 30.0]
     records = run_runner(tmp_path, {"phases": {"video": {"itl_ms": pattern, "preprocess_ms": 1,
                                                          "vision_encode_ms": 1, "prefill_ms": 1}}},
-                         kind="video", frames=2, reps=3, warmup=0, tokens=31)
-    for record in records:
-        gaps = record["itl_ms"]
-        assert len(gaps) == 30
-        # ten of each gap: p50 is 10 ms, p90 and p99 are 30 ms
-        assert close(record["metrics"]["itl_p50_ms"], 10.0)
-        assert close(record["metrics"]["itl_p90_ms"], 30.0)
-        assert close(record["metrics"]["itl_p99_ms"], 30.0)
+                         kind="video", frames=2, reps=5, warmup=0, tokens=31)
+    assert all(len(r["itl_ms"]) == 30 for r in records)
+
+    def median_of(name: str) -> float:
+        return statistics.median(r["metrics"][name] for r in records)
+
+    # ten of each gap: p50 is 10 ms, p90 and p99 are 30 ms (medians over repetitions, so one
+    # late wake-up on a busy machine does not decide the test)
+    assert close(median_of("itl_p50_ms"), 10.0)
+    assert close(median_of("itl_p90_ms"), 30.0)
+    assert close(median_of("itl_p99_ms"), 30.0)
     tpots = [r["metrics"]["tpot_ms"] for r in records]
     assert close(statistics.median(tpots), 15.0)
 
