@@ -35,10 +35,12 @@ results_app = typer.Typer(help="Stored results: list, show, export.", no_args_is
 models_app = typer.Typer(help="Models that need no download.", no_args_is_help=True)
 devices_app = typer.Typer(help="The device inventory (devices.yaml).", no_args_is_help=True)
 suites_app = typer.Typer(help="Benchmark suites (suites/*.yaml).", no_args_is_help=True)
+farm_app = typer.Typer(help="An emulated farm of local sshd boards.", no_args_is_help=True)
 app.add_typer(results_app, name="results")
 app.add_typer(models_app, name="models")
 app.add_typer(devices_app, name="devices")
 app.add_typer(suites_app, name="suites")
+app.add_typer(farm_app, name="farm")
 
 err = Console(stderr=True)
 
@@ -97,7 +99,13 @@ def _summary_rows(records: List[dict]) -> List[dict]:
     return json.loads(frame.to_json(orient="records"))
 
 
-def _make_transport_factory(paths: Paths):
+def _known_hosts(paths: Paths, inventory) -> Path:
+    return inventory.known_hosts or paths.results_dir / "known_hosts"
+
+
+def _make_transport_factory(paths: Paths, inventory):
+    known_hosts = _known_hosts(paths, inventory)
+
     def make(device):
         from .farm.transport import LocalTransport
 
@@ -105,7 +113,7 @@ def _make_transport_factory(paths: Paths):
             return LocalTransport()
         from .farm.ssh import SSHTransport
 
-        return SSHTransport.from_device(device, known_hosts_path=paths.results_dir / "known_hosts")
+        return SSHTransport.from_device(device, known_hosts_path=known_hosts)
 
     return make
 
@@ -119,6 +127,8 @@ def run(
     json_out: bool = typer.Option(False, "--json", help="Print machine-readable results on stdout."),
     resume: Optional[str] = typer.Option(None, "--resume", help="Resume RUN_ID: pull what is missing."),
     tag: List[str] = typer.Option([], "--tag", help="Label the run (e.g. nightly); repeatable."),
+    wait: bool = typer.Option(False, "--wait", help="Wait for boards leased by someone else."),
+    wait_timeout: Optional[float] = typer.Option(None, "--wait-timeout", help="Seconds to wait for a lease."),
 ) -> None:
     """Run a suite on devices and store every measurement."""
     from .farm.controller import run_plans
@@ -142,6 +152,8 @@ def run(
             run_id = new_run_id()
         plans = plan_run(suite_obj, chosen, inventory, paths, notify=lambda m: err.print(m, markup=False),
                          run_id=run_id)
+        for plan in plans:
+            plan.wait_for_lease, plan.lease_wait_s = wait, wait_timeout
     except (ConfigError, StoreError) as exc:
         raise _fail(str(exc), EXIT_CONFIG) from None
     except (ModelMissing, EngineMissing) as exc:
@@ -164,8 +176,8 @@ def run(
             live.update(_progress_table(rows))
 
     with live:
-        outcomes = run_plans(plans, store, build_runner(), _make_transport_factory(paths), on_progress,
-                             resume=bool(resume))
+        outcomes = run_plans(plans, store, build_runner(), _make_transport_factory(paths, inventory),
+                             on_progress, resume=bool(resume))
     ok = all(o.state == "finished" and o.errors == 0 for o in outcomes)
     store.finish_run(run_id, "finished" if ok else "failed")
     records = store.measurements(run_id)
@@ -334,6 +346,187 @@ def devices_list(ctx: typer.Context) -> None:
         table.add_row(d.name, d.type, d.transport, host, d.backend, ", ".join(m.variant for m in d.models),
                       ", ".join(d.tags))
     Console().print(table)
+
+
+def _inventory(paths: Paths):
+    try:
+        return load_devices(paths.devices_file)
+    except ConfigError as exc:
+        raise _fail(str(exc), EXIT_CONFIG) from None
+
+
+def _one_device(paths: Paths, name: str):
+    inventory = _inventory(paths)
+    try:
+        return inventory, inventory.get(name)
+    except ConfigError as exc:
+        raise _fail(str(exc), EXIT_CONFIG) from None
+
+
+@devices_app.command("check")
+def devices_check(
+    ctx: typer.Context,
+    devices: str = typer.Option("all", "--devices", "-d", help="all, names, tag:NAME, type:BOARD."),
+    json_out: bool = typer.Option(False, "--json", help="Print the reports as JSON on stdout."),
+) -> None:
+    """Reachability, host key, python, arch, disk, memory, engines, telemetry, power mode."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .farm.health import check_device
+    from .farm.transport import TransportError
+    from .plan import device_python
+
+    paths: Paths = ctx.obj
+    inventory = _inventory(paths)
+    try:
+        chosen = inventory.select(devices)
+    except ConfigError as exc:
+        raise _fail(str(exc), EXIT_CONFIG) from None
+    make = _make_transport_factory(paths, inventory)
+
+    def check(device):
+        if device.transport == "ssh" and not device.host:
+            return {"device": device.name, "reachable": False, "ok": False,
+                    "errors": ["no host in %s" % inventory.where(device.name)]}
+        try:
+            transport = make(device)
+        except TransportError as exc:
+            return {"device": device.name, "reachable": False, "ok": False, "errors": [str(exc)]}
+        try:
+            report = check_device(transport, device_python(device), device.workdir,
+                                  timeout_s=device.timeouts.command_s)
+            data = report.to_dict()
+            data["device"] = device.name
+            data["ok"] = report.ok
+            return data
+        finally:
+            transport.close()
+
+    with ThreadPoolExecutor(max_workers=max(1, len(chosen))) as pool:
+        reports = list(pool.map(check, chosen))
+    if json_out:
+        sys.stdout.write(json.dumps(reports, indent=1, sort_keys=True, default=str) + "\n")
+    else:
+        table = Table(title="device check")
+        for column in ("device", "ok", "python", "arch", "disk free MB", "mem avail MB", "engines", "power mode", "errors"):
+            table.add_column(column, overflow="fold")
+        for r in reports:
+            engines = ", ".join(sorted(name for name, m in (r.get("modules") or {}).items()
+                                       if isinstance(m, dict) and m.get("ok")))
+            table.add_row(r["device"], "yes" if r.get("ok") else "NO", str(r.get("python_version") or ""),
+                          str(r.get("arch") or ""), str(r.get("disk_free_mb") or ""),
+                          str(r.get("mem_available_mb") or ""), engines,
+                          str(r.get("power_mode") or r.get("governor") or ""), "; ".join(r.get("errors") or []))
+        Console().print(table)
+    if not all(r.get("ok") for r in reports):
+        raise typer.Exit(EXIT_FAILED)
+
+
+@devices_app.command("trust")
+def devices_trust(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Device name."),
+    replace: bool = typer.Option(False, "--replace", help="Replace a different key on record (reinstalled board)."),
+) -> None:
+    """Show the board's host key fingerprint and record it in the project's known_hosts."""
+    from .farm.known_hosts import HostKeyError, trust
+
+    paths: Paths = ctx.obj
+    inventory, device = _one_device(paths, name)
+    if device.transport != "ssh" or not device.host:
+        raise _fail("device %r has no SSH host to trust (%s)" % (name, inventory.where(name)), EXIT_CONFIG)
+    path = _known_hosts(paths, inventory)
+    try:
+        fingerprint, added = trust(name, device.host, device.port, path=path,
+                                   timeout=device.timeouts.connect_s, replace=replace)
+    except (HostKeyError, OSError) as exc:
+        raise _fail(str(exc), EXIT_FAILED) from None
+    err.print("%s (%s:%d) presents %s; %s %s" % (name, device.host, device.port, fingerprint,
+                                                 "recorded in" if added else "already in", path))
+
+
+@devices_app.command("lock")
+def devices_lock(
+    ctx: typer.Context,
+    name: str = typer.Argument(...),
+    ttl: float = typer.Option(3600.0, "--ttl", help="Seconds until the lock expires by itself."),
+    wait: bool = typer.Option(False, "--wait"),
+) -> None:
+    """Take a board's lease by hand (maintenance); it expires after --ttl."""
+    from .farm.lease import LeaseError, LeaseOwner, acquire
+    from .plan import device_workdir
+
+    paths: Paths = ctx.obj
+    inventory, device = _one_device(paths, name)
+    transport = _make_transport_factory(paths, inventory)(device)
+    try:
+        lease = acquire(transport, transport.expand(device_workdir(device)), LeaseOwner.current("manual-lock"),
+                        ttl_s=ttl, wait=wait)
+    except LeaseError as exc:
+        raise _fail(str(exc), EXIT_FAILED) from None
+    finally:
+        transport.close()
+    err.print("locked %s until %s (epoch s, board clock)" % (name, int(lease.info.expires_at)))
+
+
+@devices_app.command("unlock")
+def devices_unlock(
+    ctx: typer.Context,
+    name: str = typer.Argument(...),
+    force: bool = typer.Option(False, "--force", help="Remove a lease held by someone else."),
+) -> None:
+    """Release a board's lease: your own manual lock, or anyone's with --force."""
+    from .farm.lease import LeaseOwner, force_unlock, read_lease
+    from .plan import device_workdir
+
+    paths: Paths = ctx.obj
+    inventory, device = _one_device(paths, name)
+    transport = _make_transport_factory(paths, inventory)(device)
+    try:
+        workdir = transport.expand(device_workdir(device))
+        holder, _ = read_lease(transport, workdir)
+        if holder is None:
+            err.print("%s is not locked" % name)
+            return
+        me = LeaseOwner.current("manual-lock")
+        own = holder.run_id == "manual-lock" and holder.user == me.user and holder.host == me.host
+        if not own and not force:
+            raise _fail("%s is held by %s; use --force to remove it" % (name, holder.holder()), EXIT_FAILED)
+        force_unlock(transport, workdir)
+    finally:
+        transport.close()
+    err.print("unlocked %s (was held by %s)" % (name, holder.holder()))
+
+
+@farm_app.command("up")
+def farm_up_command(
+    boards: int = typer.Option(5, "--boards", "-n", help="How many emulated boards (>= 1)."),
+    state_dir: Path = typer.Option(Path("results/farm"), "--state-dir"),
+    base_ip: str = typer.Option("127.0.0.2", "--base-ip", help="First loopback address."),
+) -> None:
+    """Start local OpenSSH sshd "boards" on 127.0.0.x and write devices.emulated.yaml for them."""
+    from .farm.sshd_farm import FarmError, farm_up
+
+    if boards < 1:
+        raise _fail("--boards must be >= 1", EXIT_CONFIG)
+    if not base_ip.startswith("127."):
+        raise _fail("the emulated farm lives on loopback only (127.x.x.x), not %s" % base_ip, EXIT_CONFIG)
+    try:
+        info = farm_up(boards, state_dir, base_ip=base_ip, python=sys.executable)
+    except FarmError as exc:
+        raise _fail(str(exc), EXIT_MISSING) from None
+    for board in info.boards:
+        err.print("  %s (%s) on %s:%d" % (board.name, board.type, board.host, board.port))
+    err.print("run it: bench --devices-file %s run --suite video-8f --devices all" % info.devices_yaml)
+
+
+@farm_app.command("down")
+def farm_down_command(state_dir: Path = typer.Option(Path("results/farm"), "--state-dir")) -> None:
+    """Stop the emulated farm's sshd processes."""
+    from .farm.sshd_farm import farm_down
+
+    stopped = farm_down(state_dir)
+    err.print("stopped %d board(s): %s" % (len(stopped), ", ".join(stopped) or "none running"))
 
 
 @suites_app.command("list")

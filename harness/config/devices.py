@@ -125,6 +125,9 @@ class DeviceConfig(_Strict):
 
 
 class DevicesFile(_Strict):
+    # the project's own known_hosts for these devices (relative to this file); default
+    # results/known_hosts
+    known_hosts: Optional[str] = None
     devices: List[DeviceConfig] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -140,10 +143,12 @@ class DevicesFile(_Strict):
 class Inventory:
     """The loaded devices file, with the line each device was defined on."""
 
-    def __init__(self, path: Path, devices: List[DeviceConfig], lines: Dict[str, int]) -> None:
+    def __init__(self, path: Path, devices: List[DeviceConfig], lines: Dict[str, int],
+                 known_hosts: Optional[Path] = None) -> None:
         self.path = path
         self.devices = devices
         self._lines = lines
+        self.known_hosts = known_hosts  # None: the default under the results directory
 
     def names(self) -> List[str]:
         return [d.name for d in self.devices]
@@ -200,4 +205,7 @@ def load_devices(path: Path) -> Inventory:
     except ValidationError as exc:
         raise ConfigError(format_validation_error(path, exc, lines)) from None
     device_lines = {d.name: lines.get(("devices", i), 1) for i, d in enumerate(parsed.devices)}
-    return Inventory(path, parsed.devices, device_lines)
+    known_hosts = None
+    if parsed.known_hosts:
+        known_hosts = (path.parent / Path(parsed.known_hosts).expanduser()).resolve()
+    return Inventory(path, parsed.devices, device_lines, known_hosts)

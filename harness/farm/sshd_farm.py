@@ -362,9 +362,10 @@ def _write_devices_yaml(info: FarmInfo, n: int) -> None:
         devices.append(entry)
     header = (
         "# Emulated boards written by `bench farm up` (harness/farm/sshd_farm.py).\n"
-        "# Host keys are in %s; use it as the known_hosts file with these devices.\n" % info.known_hosts
+        "# Their host keys are in %s (known_hosts below).\n" % info.known_hosts
     )
-    Path(info.devices_yaml).write_text(header + yaml.safe_dump({"devices": devices}, sort_keys=False))
+    document = {"known_hosts": info.known_hosts, "devices": devices}
+    Path(info.devices_yaml).write_text(header + yaml.safe_dump(document, sort_keys=False))
 
 
 def load_farm(state_dir: Path) -> FarmInfo:
