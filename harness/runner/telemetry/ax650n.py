@@ -1,0 +1,110 @@
+"""AXERA AX650N: CMM (NPU memory, outside /proc/meminfo), NPU utilisation and SoC temperature.
+
+The board has no power sensor: pair this source with ``meter_command`` or ``meter_serial``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from .base import SourceUnavailable, TelemetrySource, Values, parse_number, read_text, register_source, short_error
+
+CMM_INFO = "/proc/ax_proc/mem_cmm_info"
+NPU_TOP = "/proc/ax_proc/npu/top"
+NPU_ENABLE = "/proc/ax_proc/npu/enable"
+SOC_TEMP = "/sys/class/thermal/thermal_zone0/temp"
+
+_CMM_RE = re.compile(r"total size=(\d+)KB.*?used=(\d+)KB.*?remain=(\d+)KB", re.IGNORECASE)
+_UTIL_RE = re.compile(r"utilization\s*:\s*(\d+(?:\.\d+)?)\s*%", re.IGNORECASE)
+
+
+@dataclass
+class CmmInfo:
+    total_mb: Optional[float] = None
+    used_mb: Optional[float] = None
+    remain_mb: Optional[float] = None
+    warnings: List[str] = field(default_factory=list)
+
+
+def parse_cmm_info(text: str) -> CmmInfo:
+    """The summary line of /proc/ax_proc/mem_cmm_info:
+    ``total size=3145728KB(3072MB),used=18876KB(18MB + 444KB),remain=3126852KB(3053MB + 580KB),...``"""
+    for line in text.splitlines():
+        m = _CMM_RE.search(line)
+        if m:
+            total, used, remain = (int(g) / 1024.0 for g in m.groups())
+            info = CmmInfo(total, used, remain)
+            if abs(total - used - remain) > 1.0:
+                info.warnings.append("CMM used + remain != total (%.0f + %.0f vs %.0f MB)" % (used, remain, total))
+            return info
+    return CmmInfo(warnings=["no 'total size=...,used=...,remain=...' line in mem_cmm_info"])
+
+
+def parse_npu_top(text: str) -> Optional[float]:
+    m = _UTIL_RE.search(text)
+    return float(m.group(1)) if m else None
+
+
+@register_source("ax650n")
+class Ax650nSource(TelemetrySource):
+    kinds = ("memory", "temperature", "utilization")
+    options = {"enable_npu_top": False, "npu": True, "temp_path": SOC_TEMP}
+
+    def __init__(self, config: Optional[Dict[str, Any]] = None, root: str = "/", command_runner: Any = None) -> None:
+        super().__init__(config, root, command_runner)
+        self.cmm_path = self.path(CMM_INFO)
+        self.npu_path = self.path(NPU_TOP)
+        self.temp_path = self.path(str(self.config.get("temp_path") or SOC_TEMP))
+        try:
+            first = parse_cmm_info(read_text(self.cmm_path))
+        except OSError as exc:
+            raise SourceUnavailable("%s unreadable (%s): not an AX650N, or the AXERA BSP (ax_cmm driver) is not "
+                                    "loaded" % (self.cmm_path, short_error(exc)))
+        self.setup_warnings.extend(first.warnings)
+        self.cmm_total_mb = first.total_mb
+        self.npu_enabled_here = False
+        if self.config.get("npu") and self.config.get("enable_npu_top"):
+            try:
+                with open(self.path(NPU_ENABLE), "w") as handle:
+                    handle.write("1")
+                self.npu_enabled_here = True
+            except OSError as exc:
+                self.setup_warnings.append("could not enable NPU statistics (echo 1 > %s): %s; run as root"
+                                           % (NPU_ENABLE, short_error(exc)))
+        self.covers = "AX650N CMM (NPU) memory, NPU utilisation, SoC temperature; no power sensor on the board"
+
+    def read(self) -> Values:
+        values: Values = {}
+        try:
+            cmm = parse_cmm_info(read_text(self.cmm_path))
+            for message in cmm.warnings:
+                self.warn(message)
+        except OSError as exc:
+            self.warn("%s unreadable: %s" % (self.cmm_path, short_error(exc)))
+            cmm = CmmInfo()
+        values["mem_mb:cmm_used"] = cmm.used_mb
+        values["mem_mb:cmm_remain"] = cmm.remain_mb
+        if self.config.get("npu"):
+            try:
+                util = parse_npu_top(read_text(self.npu_path))
+                if util is None:
+                    self.warn("no 'utilization:NN%%' in %s (statistics off? set enable_npu_top: true, "
+                              "which writes 1 to %s)" % (NPU_TOP, NPU_ENABLE))
+            except OSError as exc:
+                util = None
+                self.warn("%s unreadable: %s" % (self.npu_path, short_error(exc)))
+            values["util_pct:npu"] = util
+        try:
+            values["temp_c:soc"] = parse_number(read_text(self.temp_path)) / 1000.0
+        except (OSError, ValueError, IndexError) as exc:
+            values["temp_c:soc"] = None
+            self.warn("%s unreadable: %s" % (self.temp_path, short_error(exc)))
+        return values
+
+    def describe(self) -> Dict[str, Any]:
+        info = super().describe()
+        info.update({"cmm_info": self.cmm_path, "cmm_total_mb": self.cmm_total_mb, "npu_top": self.npu_path,
+                     "npu_stats_enabled_by_runner": self.npu_enabled_here, "soc_temp": self.temp_path})
+        return info
