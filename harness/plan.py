@@ -145,7 +145,8 @@ def plan_run(
                 repetitions=gen.repetitions, timeout_s=gen.timeout_s,
             ),
             telemetry=list(device.telemetry),
-            device_info={"type": device.type, "expect": dict(device.expect), "tags": list(device.tags)},
+            device_info={"type": device.type, "expect": dict(device.expect), "tags": list(device.tags),
+                         "telemetry_rate_hz": device.telemetry_rate_hz, "idle_s": device.idle_s},
             controller={"version": __version__, "git_commit": commit},
         )
         plans.append(DevicePlan(device=device, spec=spec, inputs=inputs,

@@ -67,7 +67,11 @@ class DeviceConfig(_Strict):
     backend: str
     backend_options: Dict[str, Any] = Field(default_factory=dict)
     models: List[ModelVariant] = Field(min_length=1)
+    # telemetry sources ([] = the board type's defaults); sampling rate; idle power measured
+    # before the run for this many seconds (0 = no idle baseline)
     telemetry: List[Dict[str, Any]] = Field(default_factory=list)
+    telemetry_rate_hz: float = Field(10.0, gt=0, le=1000)
+    idle_s: float = Field(2.0, ge=0, le=600)
     expect: Dict[str, Any] = Field(default_factory=dict)  # power mode, governor ...
     price_usd: Optional[float] = Field(None, ge=0)
     memory_bandwidth_gbps: Optional[float] = Field(None, gt=0)

@@ -16,6 +16,7 @@ from .memory import peak_host_mb, reset_peak
 from .metrics import compute_metrics
 from .protocol import Event, Measurement, ModelSpec, RunSpec, WorkloadSpec
 from .provenance import machine_provenance, runner_hash
+from .telemetry import Sampler, build_sources, default_configs, throttle_flags
 from .workloads import WorkloadInputs, load_inputs
 
 # Runner exit codes (also documented in the README).
@@ -42,6 +43,9 @@ class SpecRunner:
         self.base_provenance["device_type"] = spec.device_info.get("type", "unknown")
         self.n_errors = 0
         self.n_written = 0
+        self.sampler: Optional[Sampler] = None
+        self.idle: Dict[str, Any] = {}
+        self.telemetry_warnings: List[str] = []
 
     # -- events -----------------------------------------------------------------------------
     def event(self, name: str, message: str = "", **fields: Any) -> None:
@@ -126,11 +130,58 @@ class SpecRunner:
                 loaded.append(load_inputs(workload, inputs_dir))
             except Exception as exc:  # bad input files: every model variant reports it
                 loaded.append(exc)
-        for model in spec.models:
-            self._run_model(model, loaded)
+        self._start_telemetry()
+        try:
+            for model in spec.models:
+                self._run_model(model, loaded)
+        finally:
+            if self.sampler is not None:
+                self.sampler.close()
         self.event("run_end", "%d measurements, %d failed" % (self.n_written, self.n_errors),
                    data={"measurements": self.n_written, "errors": self.n_errors})
         return EXIT_OK if self.n_errors == 0 else EXIT_MEASUREMENT_ERRORS
+
+    def _start_telemetry(self) -> None:
+        """Sources from devices.yaml (or the board type's defaults); idle power before any load."""
+        info = self.spec.device_info
+        configs = self.spec.telemetry or default_configs(info.get("type", "local"))
+        if info.get("telemetry_off"):
+            return
+        sources, self.telemetry_warnings = build_sources(configs)
+        for warning in self.telemetry_warnings:
+            self.event("telemetry", warning)
+        if not sources:
+            return
+        self.sampler = Sampler(sources, rate_hz=float(info.get("telemetry_rate_hz", 10.0)))
+        self.sampler.start()
+        idle_s = float(info.get("idle_s", 2.0))
+        if idle_s > 0:
+            self.event("phase", "measuring idle power for %.1f s" % idle_s)
+            self.idle = self.sampler.measure_idle(idle_s)
+
+    def _telemetry_window(self, raw: Any, before: Dict[str, Any], metrics: Dict[str, Any]) -> "tuple[Dict[str, Any], List[str]]":
+        """Energy and power per phase and per query, peak memory by source, throttle flags."""
+        assert self.sampler is not None
+        after = self.sampler.snapshot()
+        tokens = raw.token_times
+        end = tokens[-1] if tokens else (raw.t_preprocess_end or raw.t_start)
+        phases: Dict[str, Any] = {}
+        if raw.t_preprocess_end is not None:
+            phases["preprocess"] = (raw.t_start, raw.t_preprocess_end)
+        if raw.t_vision_start is not None and raw.t_vision_end is not None:
+            phases["vision_encode"] = (raw.t_vision_start, raw.t_vision_end)
+        prefill_start = raw.t_vision_end if raw.t_vision_end is not None else raw.t_preprocess_end
+        if tokens and prefill_start is not None:
+            phases["prefill"] = (prefill_start, tokens[0])
+        if len(tokens) >= 2:
+            phases["decode"] = (tokens[0], tokens[-1])
+        window = self.sampler.window(raw.t_start, end, phases, raw.n_output_tokens)
+        flags = throttle_flags(before, after, self.spec.device_info.get("expect") or {})
+        for name in ("energy_j", "avg_power_w", "j_per_token", "idle_power_w", "energy_above_idle_j"):
+            metrics[name] = window.get(name)
+        telemetry = {"window": window, "before": before, "after": after, "throttle_flags": flags,
+                     "throttled": bool(flags), "idle": self.idle, "source_warnings": self.telemetry_warnings}
+        return telemetry, ["throttle/power-mode: %s" % f for f in flags]
 
     def _run_model(self, model: ModelSpec, loaded: List[Any]) -> None:
         spec = self.spec
@@ -192,6 +243,7 @@ class SpecRunner:
             self.event("repetition_start", workload=workload.name, variant=model.variant,
                        repetition=repetition, data={"warmup": warmup, "total": total})
             started_at = _iso_now()
+            before = self.sampler.snapshot() if self.sampler is not None else {}
             was_reset = reset_peak()
             try:
                 raw = backend.run(inputs, gen)
@@ -221,6 +273,13 @@ class SpecRunner:
             sources["peak_accel_mb"] = raw.peak_accel_source or (
                 "none: this backend reports no accelerator memory"
             )
+            telemetry: Dict[str, Any] = {}
+            if self.sampler is not None:
+                telemetry, flag_warnings = self._telemetry_window(raw, before, metrics)
+                warnings = warnings + flag_warnings
+                power = telemetry["window"].get("power_source")
+                if power:
+                    sources["energy_j"] = "%s: %s" % (power, telemetry["window"].get("power_covers", ""))
             self._record(
                 workload=workload.name,
                 variant=model.variant,
@@ -230,6 +289,7 @@ class SpecRunner:
                 metrics=metrics,
                 itl_ms=itl,
                 metric_sources=sources,
+                telemetry=telemetry,
                 engine=raw.engine,
                 provenance=provenance,
                 input_sha256=inputs.input_sha256,

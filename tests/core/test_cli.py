@@ -19,6 +19,7 @@ devices:
     type: local
     transport: local
     workdir: results/work
+    idle_s: 0.2
     backend: reference
     backend_options: {options}
     models:

@@ -25,7 +25,7 @@ TOKENS = 20
 
 
 def run_runner(tmp_path: Path, options: dict, kind: str = "image", frames: int = 1,
-               reps: int = 5, warmup: int = 1, tokens: int = TOKENS) -> list:
+               reps: int = 5, warmup: int = 1, tokens: int = TOKENS, device_info: dict = None) -> list:
     run_dir = tmp_path / "run"
     (run_dir / "inputs").mkdir(parents=True)
     frame_list = [Frame(4, 3, bytes(range(36))) for _ in range(frames)]
@@ -40,6 +40,7 @@ def run_runner(tmp_path: Path, options: dict, kind: str = "image", frames: int =
         models=[ModelSpec("emulated", "n/a")],
         workloads=[WorkloadSpec("w", kind, names, "prompt", input_digest(frame_list, "prompt"))],
         generation=GenerationSpec(output_tokens=tokens, warmup=warmup, repetitions=reps),
+        device_info=device_info or {"idle_s": 0.2},
     )
     (run_dir / "spec.json").write_text(spec.to_json())
     proc = subprocess.run([sys.executable, "-m", "harness.runner", "run", "--run-dir", str(run_dir)],
@@ -53,7 +54,9 @@ def close(measured: float, truth: float) -> bool:
 
 
 def test_reference_phases_are_measured_within_one_percent(tmp_path: Path) -> None:
-    records = run_runner(tmp_path, {"phases": {"image": PHASES}})
+    # busy: the engine holds its core, as a real one does; a sleeping engine on a loaded 2-core
+    # machine wakes a scheduler tick late, which is the engine's lateness, not the clock's
+    records = run_runner(tmp_path, {"phases": {"image": PHASES}, "busy": True})
     assert [r["warmup"] for r in records] == [True] + [False] * 5
     measured = [r for r in records if not r["warmup"]]
     median = {k: statistics.median(r["metrics"][k] for r in measured) for k in measured[0]["metrics"]
@@ -81,7 +84,7 @@ def test_reference_phases_are_measured_within_one_percent(tmp_path: Path) -> Non
 
 def test_inter_token_gaps_follow_a_configured_pattern(tmp_path: Path) -> None:
     pattern = [5.0, 10.0, 30.0]
-    records = run_runner(tmp_path, {"phases": {"video": {"itl_ms": pattern, "preprocess_ms": 1,
+    records = run_runner(tmp_path, {"busy": True, "phases": {"video": {"itl_ms": pattern, "preprocess_ms": 1,
                                                          "vision_encode_ms": 1, "prefill_ms": 1}}},
                          kind="video", frames=2, reps=5, warmup=0, tokens=31)
     assert all(len(r["itl_ms"]) == 30 for r in records)
@@ -103,12 +106,11 @@ def test_emulated_profiles_reproduce_published_figures(tmp_path: Path, profile: 
     from harness.runner.backends.reference_profiles import PROFILES
 
     scale = 0.02  # run 50x faster than the board; the scale is recorded with the result
-    records = run_runner(tmp_path, {"profile": profile, "time_scale": scale}, kind="video", frames=8,
-                         reps=1, warmup=0, tokens=4)
+    records = run_runner(tmp_path, {"profile": profile, "time_scale": scale, "busy": True}, kind="video", frames=8,
+                         reps=3, warmup=0, tokens=4)
     video = PROFILES[profile]["video"]
-    metrics = records[0]["metrics"]
     expected_ttft = (video["preprocess_ms"] + video["vision_encode_ms"] + video["prefill_ms"]) * scale
-    assert close(metrics["ttft_ms"], expected_ttft)
-    assert metrics["n_visual_tokens"] == 484
+    assert close(statistics.median(r["metrics"]["ttft_ms"] for r in records), expected_ttft)
+    assert records[0]["metrics"]["n_visual_tokens"] == 484
     assert records[0]["provenance"]["emulated_profile"] == profile
     assert records[0]["provenance"]["backend_extra"]["time_scale"] == scale
