@@ -83,7 +83,8 @@ def resolve_model_path(device: DeviceConfig, variant_index: int, paths: Paths,
         make_model(model.make.arch, model.make.preset, target, seed=model.make.seed)
         return str(target.resolve())
     assert model.path is not None
-    if device.transport == "local":
+    # the reference engine emulates its model; every other local backend needs the directory
+    if device.transport == "local" and device.backend != "reference":
         path = Path(os.path.expanduser(model.path))
         if not path.exists():
             raise ModelMissing(

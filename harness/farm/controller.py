@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 
-from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from ..config.devices import DeviceConfig
 from ..runner.journal import EVENTS, INPUTS, RESULTS, SPEC, STATUS
@@ -107,6 +107,7 @@ class DeviceJob:
         self.on_progress = on_progress
         self.poll_s = poll_s
         self.reconnect_s = reconnect_s
+        self.connect_window_s = min(reconnect_s, 2 * plan.device.timeouts.connect_s)
         self.progress = DeviceProgress(device=plan.device.name)
         self.transport: Optional[Transport] = None
         self.workdir = plan.workdir  # made absolute on the device once connected
@@ -137,12 +138,13 @@ class DeviceJob:
                 pass
             self.transport = None
 
-    def _with_reconnect(self, action: Callable[[Transport], object]) -> object:
-        """Run ``action``; on a transport failure reconnect with backoff for up to reconnect_s."""
+    def _with_reconnect(self, action: Callable[[Transport], object], window_s: Optional[float] = None) -> object:
+        """Run ``action``; on a dropped connection reconnect with backoff for up to window_s
+        (default reconnect_s). Refusals (host key, authentication) are never retried."""
         for attempt in Retrying(
-            retry=retry_if_exception_type(TransportError),
+            retry=retry_if_exception(lambda exc: isinstance(exc, TransportError) and exc.retryable),
             wait=wait_exponential(multiplier=0.5, max=10),
-            stop=stop_after_delay(self.reconnect_s),
+            stop=stop_after_delay(self.reconnect_s if window_s is None else window_s),
             reraise=True,
         ):
             with attempt:
@@ -308,8 +310,10 @@ class DeviceJob:
 
     def run(self, resume: bool = False) -> DeviceOutcome:
         try:
-            self._with_reconnect(self._locate)
-            self._with_reconnect(lambda t: self._take_lease(t, resume))
+            # before the runner starts, a board that cannot be reached fails fast; once it runs,
+            # a dropped connection is waited out for reconnect_s
+            self._with_reconnect(self._locate, window_s=self.connect_window_s)
+            self._with_reconnect(lambda t: self._take_lease(t, resume), window_s=self.connect_window_s)
             pid = None
             if resume:
                 pid = self._resume_pid()

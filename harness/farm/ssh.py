@@ -44,13 +44,19 @@ if TYPE_CHECKING:  # the config package imports pydantic; only the type is neede
 class HostKeyUnknown(TransportError):
     """The board's host key is not in the project's known_hosts."""
 
+    retryable = False
+
 
 class HostKeyChanged(TransportError):
     """The board offered a different key than the one on record: refused."""
 
+    retryable = False
+
 
 class AuthFailed(TransportError):
     """The board rejected our credentials (or we had none to offer)."""
+
+    retryable = False
 
 
 class Unreachable(TransportError):

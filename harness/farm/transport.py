@@ -19,6 +19,10 @@ from typing import Optional, Protocol, Sequence
 class TransportError(RuntimeError):
     """The device could not be reached or the command could not be run; the message says why."""
 
+    #: worth reconnecting and trying again (a dropped link); False for refusals that will not
+    #: change by themselves (host key, authentication)
+    retryable = True
+
 
 class CommandTimeout(TransportError):
     """A command ran past its timeout (it has been killed)."""
