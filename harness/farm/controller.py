@@ -26,6 +26,7 @@ from .lease import Lease, LeaseError, LeaseHeld, LeaseOwner, acquire, force_unlo
 from .transport import Transport, TransportError, kill_process_group, process_state
 
 TransportFactory = Callable[[DeviceConfig], Transport]
+HEARTBEAT_STALE_S = 6.0
 
 
 @dataclass
@@ -97,7 +98,7 @@ class DeviceJob:
         artifact: RunnerArtifact,
         make_transport: TransportFactory,
         on_progress: Callable[[DeviceProgress], None],
-        poll_s: float = 0.2,
+        poll_s: float = 0.5,
         reconnect_s: float = 120.0,
     ) -> None:
         self.plan = plan
@@ -277,6 +278,8 @@ class DeviceJob:
     def _follow(self, pid: int) -> None:
         deadline = time.monotonic() + self.plan.device.timeouts.run_s
         last_liveness = 0.0
+        heartbeat: object = None
+        heartbeat_seen = time.monotonic()
         while True:
             self._with_reconnect(self._pull)
             status = self._with_reconnect(self._status)
@@ -294,7 +297,10 @@ class DeviceJob:
                     "runner still running after the %.0f s run timeout; its process group was killed"
                     % self.plan.device.timeouts.run_s
                 )
-            if now - last_liveness > 2.0:
+            if isinstance(status, dict) and status.get("heartbeat") != heartbeat:
+                heartbeat, heartbeat_seen = status.get("heartbeat"), now
+            # the runner bumps its heartbeat every 2 s; only a stalled one costs a remote command
+            if now - heartbeat_seen > HEARTBEAT_STALE_S and now - last_liveness > 2.0:
                 last_liveness = now
                 if not self._with_reconnect(lambda t: self._alive(t, pid)):
                     self._with_reconnect(self._pull)
@@ -375,7 +381,7 @@ def run_plans(
     make_transport: TransportFactory,
     on_progress: Callable[[DeviceProgress], None],
     resume: bool = False,
-    poll_s: float = 0.2,
+    poll_s: float = 0.5,
 ) -> List[DeviceOutcome]:
     """One thread per device; returns an outcome per device, in plan order."""
     outcomes: Dict[str, DeviceOutcome] = {}

@@ -68,6 +68,7 @@ def _run(spec_path: str, run_dir: str, echo_events: bool) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     journal.status("running", run_id=spec.run_id, device=spec.device)
+    journal.start_heartbeat()
     try:
         code = SpecRunner(spec, run_dir, journal).run()
     except Exception as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import time
 from typing import Any, Dict, Optional, Set, TextIO
 
@@ -53,6 +54,11 @@ class Journal:
         self._events = open(os.path.join(run_dir, EVENTS), "a", encoding="utf-8")
         self._echo = echo
         self.started_at = time.time()
+        self._status: Dict[str, Any] = {}
+        self._status_lock = threading.Lock()
+        self._beats = 0
+        self._stop_beat = threading.Event()
+        self._beat_thread: Optional[threading.Thread] = None
 
     def measurement(self, record: Measurement) -> None:
         # One line per record, fsynced: a power cut or SIGKILL loses at most the record in flight.
@@ -72,11 +78,34 @@ class Journal:
                 self._echo = None  # the controller went away; the files still have everything
 
     def status(self, state: str, **fields: Any) -> None:
-        data = {"state": state, "pid": os.getpid(), "started_at": self.started_at, "updated_at": time.time()}
-        data.update(fields)
-        write_json_atomic(os.path.join(self.run_dir, STATUS), data)
+        with self._status_lock:
+            data = {"state": state, "pid": os.getpid(), "started_at": self.started_at,
+                    "updated_at": time.time(), "heartbeat": self._beats}
+            data.update(fields)
+            self._status = data
+            write_json_atomic(os.path.join(self.run_dir, STATUS), data)
+
+    def start_heartbeat(self, interval_s: float = 2.0) -> None:
+        """Bump status.json's heartbeat counter every interval_s: the controller reads the file it
+        already polls, and only asks the board's process table when the counter stops moving."""
+
+        def beat() -> None:
+            while not self._stop_beat.wait(interval_s):
+                with self._status_lock:
+                    if self._status.get("state") != "running":
+                        continue
+                    self._beats += 1
+                    data = dict(self._status, heartbeat=self._beats, updated_at=time.time())
+                    self._status = data
+                    write_json_atomic(os.path.join(self.run_dir, STATUS), data)
+
+        self._beat_thread = threading.Thread(target=beat, name="heartbeat", daemon=True)
+        self._beat_thread.start()
 
     def close(self) -> None:
+        self._stop_beat.set()
+        if self._beat_thread is not None:
+            self._beat_thread.join(timeout=5.0)
         self._results.close()
         self._events.close()
 
