@@ -177,7 +177,7 @@ def run(
 
     with live:
         outcomes = run_plans(plans, store, build_runner(), _make_transport_factory(paths, inventory),
-                             on_progress, resume=bool(resume))
+                             on_progress, resume=bool(resume), mirror_dir=paths.results_dir / "pulled")
     ok = all(o.state == "finished" and o.errors == 0 for o in outcomes)
     store.finish_run(run_id, "finished" if ok else "failed")
     records = store.measurements(run_id)

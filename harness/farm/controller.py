@@ -8,11 +8,13 @@ from the stored offset. One device failing never stops the others.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import posixpath
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
@@ -21,7 +23,7 @@ from ..config.devices import DeviceConfig
 from ..runner.journal import EVENTS, INPUTS, RESULTS, SPEC, STATUS
 from ..runner.protocol import Event, Measurement, ProtocolError, RunSpec, parse_record
 from ..store.sqlite import DeviceState, Store
-from .deploy import RunnerArtifact, ensure_runner
+from .deploy import RunnerArtifact, ensure_runner, remote_sha256
 from .lease import Lease, LeaseError, LeaseHeld, LeaseOwner, acquire, force_unlock
 from .transport import Transport, TransportError, kill_process_group, process_state
 
@@ -64,21 +66,23 @@ class DeviceOutcome:
     error: Optional[str] = None
     error_kinds: List[str] = field(default_factory=list)
     uploaded_bytes: int = 0
+    integrity: str = ""  # how the pulled journal was checked against the board's
 
 
 class DeviceFailed(RuntimeError):
     pass
 
 
-def pull_records(transport: Transport, path: str, offset: int) -> Tuple[List[object], int]:
-    """Complete JSON lines after ``offset``; a partly written last line waits for the next pull."""
+def pull_chunk(transport: Transport, path: str, offset: int) -> Tuple[bytes, List[object]]:
+    """Complete JSON lines after ``offset`` (raw bytes and parsed records); a partly written last
+    line waits for the next pull."""
     try:
         data = transport.read_bytes(path, offset)
     except FileNotFoundError:
-        return [], offset
+        return b"", []
     end = data.rfind(b"\n")
     if end < 0:
-        return [], offset
+        return b"", []
     chunk = data[: end + 1]
     records = []
     for line in chunk.decode("utf-8", errors="replace").splitlines():
@@ -87,6 +91,11 @@ def pull_records(transport: Transport, path: str, offset: int) -> Tuple[List[obj
                 records.append(parse_record(line))
             except ProtocolError as exc:
                 raise DeviceFailed("unreadable record from the runner: %s" % exc) from exc
+    return chunk, records
+
+
+def pull_records(transport: Transport, path: str, offset: int) -> Tuple[List[object], int]:
+    chunk, records = pull_chunk(transport, path, offset)
     return records, offset + len(chunk)
 
 
@@ -100,6 +109,7 @@ class DeviceJob:
         on_progress: Callable[[DeviceProgress], None],
         poll_s: float = 0.5,
         reconnect_s: float = 120.0,
+        mirror_dir: Optional[Path] = None,
     ) -> None:
         self.plan = plan
         self.store = store
@@ -116,6 +126,11 @@ class DeviceJob:
         self.state = DeviceState(run_id=plan.spec.run_id, device=plan.device.name, state="planned")
         self.lease: Optional[Lease] = None
         self.lease_renewed = 0.0
+        # every byte pulled from the board's results.jsonl, kept on the controller so the
+        # journal's sha256 can be checked against the board's at the end
+        self.mirror = (mirror_dir / plan.spec.run_id / ("%s.results.jsonl" % plan.device.name)
+                       if mirror_dir is not None else None)
+        self.integrity = ""
         self.events_offset = 0
         self.uploaded = 0
         self.error_kinds: List[str] = []
@@ -245,17 +260,61 @@ class DeviceJob:
         for event in events:
             if isinstance(event, Event):
                 self._on_event(event)
-        records, offset = pull_records(
-            transport, posixpath.join(self.run_dir, RESULTS), self.state.results_offset
-        )
+        start = self.state.results_offset
+        chunk, records = pull_chunk(transport, posixpath.join(self.run_dir, RESULTS), start)
         measurements = [r for r in records if isinstance(r, Measurement)]
-        if offset != self.state.results_offset:
-            added = self.store.add_measurements(measurements, results_offset=offset, device_state=self.state)
+        if chunk:
+            self._mirror_write(start, chunk)
+            added = self.store.add_measurements(measurements, results_offset=start + len(chunk),
+                                                device_state=self.state)
             errors = [m for m in measurements if m.status != "ok"]
             for m in errors:
                 if m.error_kind and m.error_kind not in self.error_kinds:
                     self.error_kinds.append(m.error_kind)
             self._report(stored=self.progress.stored + added, errors=self.progress.errors + len(errors))
+
+    def _mirror_write(self, offset: int, chunk: bytes) -> None:
+        if self.mirror is None:
+            return
+        self.mirror.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.mirror, "r+b" if self.mirror.exists() else "wb") as handle:
+            handle.seek(offset)
+            handle.write(chunk)
+            handle.truncate()
+
+    def _mirror_resync(self, transport: Transport) -> None:
+        """After a controller restart: the mirror must hold exactly what the store holds."""
+        if self.mirror is None:
+            return
+        size = self.mirror.stat().st_size if self.mirror.exists() else -1
+        if size != self.state.results_offset:
+            data = b""
+            if self.state.results_offset:
+                data = transport.read_bytes(posixpath.join(self.run_dir, RESULTS), 0, self.state.results_offset)
+            self._mirror_write(0, data)
+
+    def _verify(self, transport: Transport) -> None:
+        """Compare the sha256 of everything pulled with the board's own hash of its journal; on a
+        mismatch pull the whole journal again (the store ignores records it already has)."""
+        if self.mirror is None:
+            return
+        path = posixpath.join(self.run_dir, RESULTS)
+        remote = remote_sha256(transport, self.plan.python, path, self._timeout_s("hash"))
+        if remote == "missing":
+            return  # the runner wrote nothing: every failure is in its status and stderr
+        local = hashlib.sha256(self.mirror.read_bytes() if self.mirror.exists() else b"").hexdigest()
+        if remote == local:
+            self.integrity = "sha256 %s verified" % remote[:16]
+            return
+        chunk, records = pull_chunk(transport, path, 0)
+        measurements = [r for r in records if isinstance(r, Measurement)]
+        added = self.store.add_measurements(measurements, results_offset=len(chunk), device_state=self.state)
+        self._mirror_write(0, chunk)
+        if hashlib.sha256(chunk).hexdigest() != remote:
+            raise DeviceFailed("results journal %s does not match the board's sha256 %s even after a full "
+                               "re-pull; is something else writing it?" % (path, remote[:16]))
+        self.integrity = "sha256 mismatch: journal re-pulled, %d missing record(s) stored" % added
+        self._report(stored=self.progress.stored + added)
 
     def _on_event(self, event: Event) -> None:
         changes: Dict[str, object] = {}
@@ -326,6 +385,7 @@ class DeviceJob:
             if pid is None:
                 pid = self._with_reconnect(self._start)
             self._follow(pid)
+            self._with_reconnect(self._verify)
             self.state.state = "finished"
             self.store.set_device_state(self.state)
             self._report(state="finished", message="")
@@ -351,6 +411,7 @@ class DeviceJob:
         self.state.error = None
         if old.remote_run_dir:
             self.run_dir = old.remote_run_dir
+        self._with_reconnect(self._mirror_resync)
         pid = int(old.info.get("pid", 0)) if old.info else 0
         if old.state == "finished":
             return pid or -1
@@ -371,6 +432,7 @@ class DeviceJob:
             error=error,
             error_kinds=list(self.error_kinds),
             uploaded_bytes=self.uploaded,
+            integrity=self.integrity,
         )
 
 
@@ -382,13 +444,15 @@ def run_plans(
     on_progress: Callable[[DeviceProgress], None],
     resume: bool = False,
     poll_s: float = 0.5,
+    mirror_dir: Optional[Path] = None,
 ) -> List[DeviceOutcome]:
     """One thread per device; returns an outcome per device, in plan order."""
     outcomes: Dict[str, DeviceOutcome] = {}
     lock = threading.Lock()
 
     def work(plan: DevicePlan) -> None:
-        job = DeviceJob(plan, store, artifact, make_transport, on_progress, poll_s=poll_s)
+        job = DeviceJob(plan, store, artifact, make_transport, on_progress, poll_s=poll_s,
+                        mirror_dir=mirror_dir)
         try:
             outcome = job.run(resume=resume)
         except Exception as exc:  # a bug in one device's thread must not hide the others' results
