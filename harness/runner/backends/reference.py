@@ -120,24 +120,28 @@ class ReferenceBackend(Backend):
         phases = self.phases[inputs.kind]
         scale_ns = 1e6 * self.time_scale
         n_tokens = generation.output_tokens
-        # Each phase's deadline counts from the moment the previous one actually ended, as a real
-        # engine's would: a late wake-up delays what follows, it is never "caught up" by squeezing
-        # the next phase (which would distort the per-token gaps).
+        # Deadlines follow the configured schedule from the query's start: a late wake-up (a busy
+        # machine) shortens the next wait instead of pushing every later phase back, so TTFT,
+        # TPOT and e2e stay on schedule; only the boundary that woke late is off.
         t_start = now_ns()
+        deadline = t_start + int(phases["preprocess_ms"] * scale_ns)
         if on_phase:
             on_phase("preprocess")
-        t_pre_end = wait_until(t_start + int(phases["preprocess_ms"] * scale_ns), self.busy)
+        t_pre_end = wait_until(deadline, self.busy)
         if on_phase:
             on_phase("vision_encode")
         t_vision_start = t_pre_end
-        t_vision_end = wait_until(t_vision_start + int(phases["vision_encode_ms"] * scale_ns), self.busy)
+        deadline += int(phases["vision_encode_ms"] * scale_ns)
+        t_vision_end = wait_until(deadline, self.busy)
         if on_phase:
             on_phase("prefill")
-        token_times = [wait_until(t_vision_end + int(phases["prefill_ms"] * scale_ns), self.busy)]
+        deadline += int(phases["prefill_ms"] * scale_ns)
+        token_times = [wait_until(deadline, self.busy)]
         if on_phase:
             on_phase("decode")
         for gap in self._gaps_ms(inputs.kind, n_tokens - 1):
-            token_times.append(wait_until(token_times[-1] + int(gap * scale_ns), self.busy))
+            deadline += int(gap * scale_ns)
+            token_times.append(wait_until(deadline, self.busy))
         return RawTiming(
             t_start=t_start,
             t_preprocess_end=t_pre_end,
