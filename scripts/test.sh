@@ -9,6 +9,6 @@ if ! command -v /usr/sbin/sshd >/dev/null 2>&1; then
     sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null
   fi
 fi
-bash scripts/setup-venv.sh local,dev
+bash scripts/setup-venv.sh local,dev,openvino
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 .venv/bin/python -m pytest -q "$@"

@@ -15,10 +15,16 @@ from .base import Backend, BackendError, BackendUnavailable
 _MODULES: Dict[str, str] = {
     "reference": "harness.runner.backends.reference",
     "transformers": "harness.runner.backends.transformers_backend",
+    "axllm": "harness.runner.backends.axllm",
+    "openvino_genai": "harness.runner.backends.openvino_genai",
+    "llamacpp": "harness.runner.backends.llamacpp",
 }
 _EXTRAS: Dict[str, str] = {
     "reference": "",
     "transformers": "local",
+    "axllm": "",  # the ax-llm binary ships with AXERA's model, not from PyPI
+    "openvino_genai": "openvino",
+    "llamacpp": "",  # llama.cpp's llama-mtmd-cli binary, built for the board (see the backend's docstring)
 }
 
 _REGISTRY: Dict[str, Type[Backend]] = {}

@@ -1,0 +1,197 @@
+"""Parsing ax-llm's console output (AXERA's ``main`` binary) and the AX650N CMM summary.
+
+Pure functions over text and arrival timestamps, kept apart from the process handling so they can
+be tested on recorded output. Formats (FACTS.md, AXERA/M5Stack docs):
+
+  [I][                          Encode][ 539]: image encode time : 773.948975 ms, size : 524288
+  [I][                             Run][ 625]: input token num : 280, prefill_split_num : 3
+  [I][                             Run][ 659]: input_num_token:128
+  [I][                             Run][ 796]: ttft: 2076.95 ms
+  <token text, flushed as it is generated>\n\n
+  [N][                             Run][ 949]: hit eos,avg 4.83 token/s
+  ... init post axmodel ok,remain_cmm(11442 MB)
+
+Spacing, bracket padding, line numbers and extra fields differ between builds, so every pattern
+matches the words and numbers only. Standard library only (the runner ships to Python 3.8 boards).
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+_NUM = r"([0-9]+(?:\.[0-9]*)?)"
+ENCODE_RE = re.compile(r"image\s*encode\s*time\s*[:=]?\s*" + _NUM + r"\s*ms(?:\s*,?\s*size\s*[:=]?\s*(\d+))?",
+                       re.IGNORECASE)
+TTFT_RE = re.compile(r"\bttft\s*[:=]?\s*" + _NUM + r"\s*ms", re.IGNORECASE)
+# the end-of-generation line; builds stopping at a token limit print the same words
+EOS_RE = re.compile(r"hit\s*eos\s*,?\s*(?:avg\s*" + _NUM + r"\s*token\s*/\s*s)?", re.IGNORECASE)
+INPUT_RE = re.compile(r"input\s*token\s*num\s*[:=]?\s*(\d+)(?:\s*,?\s*prefill_split_num\s*[:=]?\s*(\d+))?",
+                      re.IGNORECASE)
+CHUNK_RE = re.compile(r"input_num_token\s*[:=]?\s*(\d+)", re.IGNORECASE)
+REMAIN_CMM_RE = re.compile(r"remain_cmm\s*\(\s*(-?\d+)\s*MB\s*\)", re.IGNORECASE)
+ERROR_LINE_RE = re.compile(r"^\s*\[E\]")
+# /proc/ax_proc/mem_cmm_info summary line
+CMM_INFO_RE = re.compile(r"total\s*size\s*=\s*(\d+)\s*KB.*?used\s*=\s*(\d+)\s*KB.*?remain\s*=\s*(\d+)\s*KB",
+                         re.IGNORECASE)
+
+
+@dataclass
+class CmmUsage:
+    total_mb: float
+    used_mb: float
+    remain_mb: float
+
+
+def parse_cmm_info(text: str) -> Optional[CmmUsage]:
+    """The summary line of /proc/ax_proc/mem_cmm_info, e.g.
+    ``total size=3145728KB(3072MB),used=18876KB(18MB + 444KB),remain=3126852KB(3053MB + 580KB),...``"""
+    for line in text.splitlines():
+        match = CMM_INFO_RE.search(line)
+        if match:
+            total, used, remain = (int(g) / 1024.0 for g in match.groups())
+            return CmmUsage(total, used, remain)
+    return None
+
+
+def parse_init(text: str) -> Dict[str, Any]:
+    """What the binary says while loading: the CMM left after each stage, and error lines."""
+    remains = [int(m.group(1)) for m in REMAIN_CMM_RE.finditer(text)]
+    info: Dict[str, Any] = {}
+    if remains:
+        # -1 is what AXCL (PCIe card) builds print: the host cannot see the card's CMM
+        info["remain_cmm_mb_after_init"] = remains[-1] if remains[-1] >= 0 else None
+        info["remain_cmm_mb_reported"] = remains
+    errors = [line.strip() for line in text.splitlines() if ERROR_LINE_RE.match(line)]
+    if errors:
+        info["error_lines"] = errors[-10:]
+    return info
+
+
+@dataclass
+class Chunk:
+    """One read from the engine's output: when it arrived (perf_counter_ns), its text, and which
+    stream it came from ("out", or "err" when stderr is read separately)."""
+
+    t_ns: int
+    text: str
+    stream: str = "out"
+
+
+@dataclass
+class ParsedRun:
+    """One query's output, parsed. Times are perf_counter_ns of the chunk that carried them."""
+
+    encode_ms: Optional[float] = None
+    encode_size: Optional[int] = None
+    t_encode_line: Optional[int] = None
+    n_input_tokens: Optional[int] = None
+    prefill_split_num: Optional[int] = None
+    prefill_chunks: List[int] = field(default_factory=list)
+    engine_ttft_ms: Optional[float] = None
+    t_ttft_line: Optional[int] = None
+    rate_tps: Optional[float] = None
+    t_eos_line: Optional[int] = None
+    writes: List[Tuple[int, str]] = field(default_factory=list)  # token text writes after the ttft line
+    text: str = ""
+    error_lines: List[str] = field(default_factory=list)
+
+
+class _Timeline:
+    """The concatenated output with, for every character, the arrival time of its chunk."""
+
+    def __init__(self, chunks: Sequence[Chunk]) -> None:
+        self.text = "".join(c.text for c in chunks)
+        self.starts: List[int] = []
+        self.times: List[int] = []
+        pos = 0
+        for chunk in chunks:
+            if chunk.text:
+                self.starts.append(pos)
+                self.times.append(chunk.t_ns)
+                pos += len(chunk.text)
+
+    def time_at(self, index: int) -> int:
+        """Arrival time of the character at ``index``."""
+        return self.times[bisect.bisect_right(self.starts, index) - 1]
+
+    def line_end(self, index: int) -> int:
+        """Index of the newline ending the line that contains ``index`` (or the last character)."""
+        end = self.text.find("\n", index)
+        return end if end >= 0 else len(self.text) - 1
+
+    def line_time(self, index: int) -> int:
+        """When the line containing ``index`` was complete: the arrival of its newline."""
+        return self.time_at(self.line_end(index))
+
+    def writes(self, start: int, end: int) -> List[Tuple[int, str]]:
+        """The chunks overlapping text[start:end], each clipped to that range."""
+        out: List[Tuple[int, str]] = []
+        if start >= end:
+            return out
+        first = bisect.bisect_right(self.starts, start) - 1
+        for k in range(max(first, 0), len(self.starts)):
+            c_start = self.starts[k]
+            if c_start >= end:
+                break
+            c_end = self.starts[k + 1] if k + 1 < len(self.starts) else len(self.text)
+            lo, hi = max(c_start, start), min(c_end, end)
+            if hi > lo:
+                out.append((self.times[k], self.text[lo:hi]))
+        return out
+
+
+def parse_run(chunks: Sequence[Chunk]) -> ParsedRun:
+    """Parse the output of one query: from the prompt being sent to the next ``prompt >>``."""
+    line = _Timeline(chunks)
+    text = line.text
+    run = ParsedRun()
+    if not text:
+        return run
+    run.error_lines = [ln.strip() for ln in text.splitlines() if ERROR_LINE_RE.match(ln)]
+    encode = ENCODE_RE.search(text)
+    if encode:
+        run.encode_ms = float(encode.group(1))
+        run.encode_size = int(encode.group(2)) if encode.group(2) else None
+        run.t_encode_line = line.line_time(encode.start())
+    inputs = INPUT_RE.search(text)
+    if inputs:
+        run.n_input_tokens = int(inputs.group(1))
+        run.prefill_split_num = int(inputs.group(2)) if inputs.group(2) else None
+    ttft = TTFT_RE.search(text)
+    if ttft is None:
+        return run
+    run.prefill_chunks = [int(m.group(1)) for m in CHUNK_RE.finditer(text, 0, ttft.start())]
+    run.engine_ttft_ms = float(ttft.group(1))
+    ttft_end = line.line_end(ttft.start())
+    run.t_ttft_line = line.time_at(ttft_end)
+    eos = EOS_RE.search(text, ttft_end)
+    if eos is None:
+        gen_end = len(text)
+    else:
+        run.rate_tps = float(eos.group(1)) if eos.group(1) else None
+        run.t_eos_line = line.line_time(eos.start())
+        # the log line starts after the last newline before it (its "[N][" prefix included)
+        gen_end = text.rfind("\n", ttft_end, eos.start()) + 1
+        if gen_end <= ttft_end:
+            gen_end = eos.start()
+        # the binary prints "\n\n" after the last token: not a token
+        if text.endswith("\n\n", ttft_end + 1, gen_end):
+            gen_end -= 2
+    run.writes = line.writes(ttft_end + 1, gen_end)
+    run.text = "".join(piece for _, piece in run.writes)
+    return run
+
+
+def implied_token_count(rate_tps: Optional[float], t_first_ns: Optional[int], t_end_ns: Optional[int]) -> Optional[int]:
+    """How many tokens the engine's own rate implies.
+
+    ax-llm prints ``token_ids.size() / t_decode`` where token_ids includes the first token and the
+    timer runs from just after the first token to just before that line; our clock sees the same
+    span between the ttft line and the eos line, so rate x span is the engine's token count (the
+    rate has 3+ significant digits: exact to the token for a few hundred tokens)."""
+    if rate_tps is None or t_first_ns is None or t_end_ns is None or t_end_ns <= t_first_ns:
+        return None
+    return int(round(rate_tps * (t_end_ns - t_first_ns) / 1e9))

@@ -1,0 +1,373 @@
+"""The `axllm` backend against a STAND-IN ax-llm `main` (tests/backends/fixtures/axllm_main_standin.py).
+
+The stand-in is not an engine: it prints AXERA's real log format with values fixed here and sleeps
+for the durations it prints. So these tests prove the parsing, the TTFT correction, the token
+timing, the CMM reading and the error messages - not any AX650N performance.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import zlib
+from pathlib import Path
+from typing import Any, Dict, Iterator, List
+
+import pytest
+
+from harness.runner.backends import get_backend
+from harness.runner.backends._axllm_io import png_bytes
+from harness.runner.backends._axllm_parse import Chunk, implied_token_count, parse_cmm_info, parse_init, parse_run
+from harness.runner.backends.base import BackendError, BackendUnavailable, ModelNotFound
+from harness.runner.protocol import GenerationSpec, ModelSpec
+
+from .fixtures.axllm_env import (CMM_LINE, ENCODE_MS, GAP_MS, N_TOKENS, REMAIN_CMM_MB, TEXT_TOKENS, TTFT_MS,
+                                 deployment, tokenizer_service)
+from .fixtures.axllm_env import options as standin_options
+from .fixtures.runner_spec import FIXTURES, find_python38, inputs, run_runner
+
+
+@pytest.fixture(scope="module")
+def tokenizer_url() -> Iterator[str]:
+    with tokenizer_service() as url:
+        yield url
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _backend(options: Dict[str, Any], path: Path) -> Any:
+    return get_backend("axllm")(options, ModelSpec(variant="w8a16", path=str(path)))
+
+
+# -- through the runner ------------------------------------------------------------------------
+def test_standin_known_values_are_parsed_through_the_runner(tmp_path: Path, tokenizer_url: str) -> None:
+    dep = deployment(tmp_path)
+    code, records, stderr = run_runner(tmp_path, "axllm", standin_options(dep, tokenizer_url), str(dep["models"]),
+                                       kinds=("image", "video"), tokens=N_TOKENS)
+    assert code == 0, (stderr, records)
+    by_workload = {r["workload"]: r for r in records}
+    assert set(by_workload) == {"image", "video-8f"}
+    for name, n_visual, size, chunks in (("image", 256, 524288, [128, 128, 24]),
+                                         ("video-8f", 484, 991232, [128, 128, 128, 124])):
+        record = by_workload[name]
+        assert record["status"] == "ok", record["error"]
+        metrics, engine = record["metrics"], record["engine"]
+        # the engine's own figures, exactly as printed
+        assert engine["image_encode_ms"] == pytest.approx(ENCODE_MS)
+        assert engine["image_encode_size"] == size
+        assert engine["ttft_ms"] == pytest.approx(TTFT_MS)
+        assert engine["ttft_definition"] == "after_encode"
+        assert engine["ttft_end_to_end_ms"] == pytest.approx(ENCODE_MS + TTFT_MS)
+        assert engine["input_tokens"] == n_visual + TEXT_TOKENS
+        assert engine["prefill_chunks"] == chunks and engine["prefill_split_num"] == len(chunks)
+        assert engine["tokens_implied_by_rate"] == N_TOKENS
+        assert engine["avg_token_per_s_counts_first_token"] is True
+        # counts: from the engine's lines and the streamed writes
+        assert metrics["n_input_tokens"] == n_visual + TEXT_TOKENS
+        assert metrics["n_visual_tokens"] == n_visual  # size / --tokens_embed_size
+        assert metrics["n_output_tokens"] == N_TOKENS and len(record["itl_ms"]) == N_TOKENS - 1
+        assert record["output_text"] == " ".join("tok%d" % i for i in range(N_TOKENS))
+        # our clock: the stand-in slept what it printed, so ours can only be longer (process and
+        # pipe overheads on a shared CPU), never shorter
+        assert ENCODE_MS + TTFT_MS <= metrics["ttft_ms"] <= ENCODE_MS + TTFT_MS + 400
+        # encode line -> first token: a late read of the encode line shortens it by the lateness
+        assert TTFT_MS - 20 <= metrics["prefill_ms"] <= TTFT_MS + 300
+        assert metrics["vision_encode_ms"] is None and metrics["preprocess_ms"] is None  # not visible
+        # a late read of the first token shortens the decode span (by up to a few ms over 7 gaps)
+        assert GAP_MS - 1 <= metrics["tpot_ms"] <= GAP_MS + 15
+        # single gaps jitter with the reader's scheduling on a shared CPU; their median does not
+        assert GAP_MS - 1 <= metrics["itl_p50_ms"] <= GAP_MS + 10
+        # ax-llm's token/s counts the first token; the corrected figure agrees with ours
+        assert metrics["decode_tps"] == pytest.approx(engine["decode_tps_excluding_first_token"], rel=0.1)
+        assert engine["avg_token_per_s"] > metrics["decode_tps"]
+        # CMM from the (fake) proc file, named as the source
+        assert metrics["peak_accel_mb"] == pytest.approx(18876 / 1024.0)
+        assert "mem_cmm_info" in record["metric_sources"]["peak_accel_mb"]
+        assert engine["cmm_used_mb_before"] == engine["cmm_used_mb_after"] == pytest.approx(18876 / 1024.0, abs=1e-3)
+        prov = record["provenance"]
+        assert prov["weights"] == "emulated"  # the stand-in's marker: never labelled real
+        assert prov["backend_extra"]["remain_cmm_mb_after_init"] == REMAIN_CMM_MB
+        assert prov["backend_extra"]["tokens_embed_size"] == 2048 and prov["backend_extra"]["init_ok_seen"]
+        assert prov["engine_versions"]["ax-llm main sha256"] != "unreadable"
+        assert record["warnings"] == []
+
+
+def test_runner_on_python38_drives_the_standin(tmp_path: Path, tokenizer_url: str) -> None:
+    """The backend ships to boards with Python 3.8: run it there, standard library only."""
+    python38 = find_python38()
+    if python38 is None:
+        pytest.skip("no Python 3.8 interpreter here (set BENCH_PYTHON38)")
+    dep = deployment(tmp_path)
+    code, records, stderr = run_runner(tmp_path, "axllm", standin_options(dep, tokenizer_url), str(dep["models"]),
+                                       python=python38)
+    assert code == 0, stderr
+    (record,) = records
+    assert record["provenance"]["python"].startswith("3.8")
+    assert record["metrics"]["n_output_tokens"] == N_TOKENS and record["metrics"]["n_visual_tokens"] == 256
+    assert record["warnings"] == []
+
+
+def test_errors_through_the_runner(tmp_path: Path, tokenizer_url: str) -> None:
+    """Missing axmodel directory, missing binary, tokenizer service down: one clear record each."""
+    dep = deployment(tmp_path)
+    port = _closed_port()
+    models = [
+        ModelSpec("no-model", str(tmp_path / "missing-axmodels")),
+        ModelSpec("no-binary", str(dep["models"]), options={"main": str(tmp_path / "no-such-main")}),
+        ModelSpec("no-tokenizer", str(dep["models"]), options={"tokenizer_url": "http://127.0.0.1:%d" % port}),
+    ]
+    code, records, stderr = run_runner(tmp_path, "axllm", standin_options(dep, tokenizer_url), "", models=models)
+    assert code == 1, stderr
+    by_variant = {r["variant"]: r for r in records}
+    missing = by_variant["no-model"]
+    assert missing["status"] == "error" and missing["error_kind"] == "model_not_found"
+    assert "axmodel directory %s does not exist" % (tmp_path / "missing-axmodels") in missing["error"]
+    binary = by_variant["no-binary"]
+    assert binary["error_kind"] == "unavailable"
+    assert "the ax-llm binary %s was not found" % (tmp_path / "no-such-main") in binary["error"]
+    down = by_variant["no-tokenizer"]
+    assert down["error_kind"] == "config"
+    assert "tokenizer service at http://127.0.0.1:%d is not up (connection refused)" % port in down["error"]
+    assert "qwen2_tokenizer_images.py --host 127.0.0.1 --port %d" % port in down["error"]
+
+
+# -- direct calls: variants of the binary's behaviour ------------------------------------------
+def _run_once(tmp_path: Path, url: str, kind: str = "image", tokens: int = N_TOKENS, options: Any = None,
+              **config: Any) -> Any:
+    dep = deployment(tmp_path, **config)
+    backend = _backend(standin_options(dep, url, **(options or {})), dep["models"])
+    info = backend.load()
+    try:
+        return info, backend.run(inputs(kind), GenerationSpec(output_tokens=tokens))
+    finally:
+        backend.close()
+
+
+def test_end_to_end_ttft_builds_are_not_corrected(tmp_path: Path, tokenizer_url: str) -> None:
+    _, raw = _run_once(tmp_path, tokenizer_url, options={"ttft_definition": "end_to_end"},
+                       ttft_definition="end_to_end", ttft_ms=150.0)
+    assert raw.engine["ttft_definition"] == "end_to_end"
+    assert raw.engine["ttft_ms"] == raw.engine["ttft_end_to_end_ms"] == pytest.approx(150.0)
+    ours_ms = (raw.token_times[0] - raw.t_start) / 1e6
+    assert 150.0 <= ours_ms <= 150.0 + 300
+
+
+def test_plain_pipe_instead_of_a_terminal(tmp_path: Path, tokenizer_url: str) -> None:
+    """pty: false works for builds that flush every line themselves (the stand-in does)."""
+    info, raw = _run_once(tmp_path, tokenizer_url, options={"pty": False})
+    assert info.extra["pty"] is False
+    assert raw.n_output_tokens == len(raw.token_times) == N_TOKENS and raw.warnings == []
+
+
+def test_builds_writing_three_tokens_at_a_time_give_no_invented_gaps(tmp_path: Path, tokenizer_url: str) -> None:
+    """Older builds print every third token: the writes cannot be tokens, so no per-token times."""
+    _, raw = _run_once(tmp_path, tokenizer_url, streaming="every_3")
+    assert raw.engine["stream_writes"] == 3 and raw.engine["tokens_implied_by_rate"] == N_TOKENS
+    assert raw.token_times == []  # nothing spread over the span
+    assert raw.n_output_tokens == N_TOKENS
+    assert any("per-token times unavailable: 3 streamed writes" in w for w in raw.warnings)
+    observed = raw.engine["observed"]
+    assert ENCODE_MS + TTFT_MS <= observed["ttft_ms"] <= ENCODE_MS + TTFT_MS + 300
+    assert observed["e2e_ms"] >= observed["ttft_ms"] + (N_TOKENS - 1) * GAP_MS
+    assert raw.output_text == " ".join("tok%d" % i for i in range(N_TOKENS))
+
+
+def test_output_length_mismatch_is_reported(tmp_path: Path, tokenizer_url: str) -> None:
+    _, raw = _run_once(tmp_path, tokenizer_url, tokens=12)
+    assert raw.n_output_tokens == N_TOKENS == len(raw.token_times)
+    assert any("asked for 12 output tokens, the engine produced 8" in w for w in raw.warnings)
+
+
+def test_engine_dying_at_init_shows_its_output(tmp_path: Path, tokenizer_url: str) -> None:
+    dep = deployment(tmp_path, fail_init="qwen2_5_vl_p128_l3_together.axmodel")
+    backend = _backend(standin_options(dep, tokenizer_url), dep["models"])
+    with pytest.raises(BackendError) as caught:
+        backend.load()
+    message = str(caught.value)
+    assert "stopped while loading the model (it exited with code 1)" in message
+    assert "init axmodel(qwen2_5_vl_p128_l3_together.axmodel) failed" in message
+
+
+def test_unreadable_image_is_an_engine_error(tmp_path: Path, tokenizer_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import harness.runner.backends.axllm as axllm
+
+    monkeypatch.setattr(axllm, "png_bytes", lambda w, h, rgb: b"not a png")
+    dep = deployment(tmp_path)
+    backend = _backend(standin_options(dep, tokenizer_url), dep["models"])
+    backend.load()
+    try:
+        with pytest.raises(BackendError) as caught:
+            backend.run(inputs("image"), GenerationSpec(output_tokens=N_TOKENS))
+        assert "image read failed: not a PNG" in str(caught.value)
+        assert "no 'ttft: N ms' line" in str(caught.value)
+    finally:
+        backend.close()
+
+
+def test_a_stuck_engine_times_out_and_is_stopped(tmp_path: Path, tokenizer_url: str) -> None:
+    dep = deployment(tmp_path, hang=True)
+    backend = _backend(standin_options(dep, tokenizer_url), dep["models"])
+    backend.load()
+    try:
+        with pytest.raises(BackendError, match="no end of generation within 1 s \\(timeout_s\\); the binary was stopped"):
+            backend.run(inputs("image"), GenerationSpec(output_tokens=N_TOKENS, timeout_s=1))
+        with pytest.raises(BackendError, match="is no longer running"):
+            backend.run(inputs("image"), GenerationSpec(output_tokens=N_TOKENS))
+    finally:
+        backend.close()
+
+
+def test_run_script_mode(tmp_path: Path, tokenizer_url: str) -> None:
+    """AXERA's run_*.sh started as-is; tokens_embed_size is read from the script."""
+    dep = deployment(tmp_path)
+    script = tmp_path / "run_qwen2_5_vl_image.sh"
+    script.write_text("exec '%s' --filename_tokenizer_model '%s' --tokens_embed_size 2048 \"$@\"\n"
+                      % (dep["main"], tokenizer_url))
+    backend = get_backend("axllm")(
+        {"run_script": str(script), "extra_args": ["--standin_config", str(dep["config"])],
+         "tokenizer_url": tokenizer_url, "cmm_root": str(tmp_path / "nowhere")},
+        ModelSpec("w8a16", str(dep["models"])))
+    info = backend.load()
+    try:
+        assert "run script sha256" in info.engine_versions
+        assert info.extra["tokens_embed_size"] == 2048
+        assert info.extra["cwd"] == str(tmp_path)
+        raw = backend.run(inputs("image"), GenerationSpec(output_tokens=N_TOKENS))
+        assert raw.n_visual_tokens == 256
+        assert raw.peak_accel_mb is None and raw.peak_accel_source.startswith("none: ")
+        assert "mem_cmm_info unreadable" in raw.peak_accel_source
+    finally:
+        backend.close()
+
+
+@pytest.mark.parametrize("options, message", [
+    ({}, "set exactly one of main (the ax-llm binary) or run_script"),
+    ({"main": "m", "run_script": "r"}, "set exactly one of main"),
+    ({"main": "m", "ttft_definition": "e2e"}, "ttft_definition 'e2e' not understood; use after_encode or end_to_end"),
+    ({"main": "m", "token_stream": "lines"}, "token_stream 'lines' not understood; use per_token or none"),
+    ({"main": "m", "kinds": ["audio"]}, "kinds must be a list of image and/or video"),
+    ({"main": "m", "tokens_embed_size": 0}, "tokens_embed_size must be a positive integer, got 0"),
+    ({"main": "m", "args": "--x 1"}, "args must be a list of strings"),
+    ({"main": "m", "tokenizer_url": "http://host:port"}, "tokenizer_url 'http://host:port'"),
+    ({"main": "m", "precision": "w8a16"}, "unknown option(s) precision"),
+])
+def test_options_are_validated_when_built(options: Dict[str, Any], message: str) -> None:
+    with pytest.raises(BackendError) as caught:
+        _backend(options, Path("/nonexistent"))
+    assert message in str(caught.value)
+
+
+def test_variant_options_are_validated() -> None:
+    with pytest.raises(BackendError, match="model variant 'w8a16' has unknown option\\(s\\) script"):
+        get_backend("axllm")({"main": "m"}, ModelSpec("w8a16", "/x", options={"script": "a"}))
+
+
+def test_kinds_restrict_the_workloads(tmp_path: Path) -> None:
+    backend = _backend({"main": "m", "kinds": ["video"]}, tmp_path)
+    assert backend.supports("video") and not backend.supports("image")
+
+
+# -- parsing recorded output ---------------------------------------------------------------------
+def _chunks(text: str) -> List[Chunk]:
+    """One chunk per line, 1 ms apart (recorded output has no arrival times)."""
+    return [Chunk(i * 1_000_000, line) for i, line in enumerate(text.splitlines(keepends=True))]
+
+
+def test_parses_recorded_llm8850_video_output() -> None:
+    text = (FIXTURES / "axllm_llm8850_video.log").read_text()
+    init = parse_init(text)
+    assert init["remain_cmm_mb_after_init"] == 3220
+    run = parse_run(_chunks(text[text.index("prompt >> Describe"):]))
+    assert run.encode_ms == pytest.approx(1480.802002) and run.encode_size == 991232
+    assert run.n_input_tokens == 511 and run.prefill_split_num == 4
+    assert run.prefill_chunks == [128, 128, 128, 127]
+    assert run.engine_ttft_ms == pytest.approx(3032.74)
+    assert run.rate_tps == pytest.approx(4.86)
+    assert run.text.startswith("The video depicts two ground squirrels") and run.text.endswith("path.")
+    assert len(run.writes) == 1  # the recorded text is one line: one chunk here
+    assert run.error_lines == []
+
+
+@pytest.mark.parametrize("line, field, value", [
+    ("[I][ Encode][416]: image encode time : 794.763000 ms, size : 524288", "encode_ms", 794.763),
+    ("[I][Encode][ 1]:image encode time:794.76ms,size:524288", "encode_size", 524288),
+    ("[I][ Encode][...]: image encode time : 794.763000 ms", "encode_size", None),
+    ("[I][ Run][...]: ttft: 2076.95 ms", "engine_ttft_ms", 2076.95),
+    ("[I][Run][796]:ttft:558.68ms", "engine_ttft_ms", 558.68),
+    ("[I][ Run][ 625]: input token num : 280, prefill_split_num : 3", "n_input_tokens", 280),
+    ("I Run: input token num: 23", "n_input_tokens", 23),
+])
+def test_log_lines_parse_whatever_the_spacing(line: str, field: str, value: Any) -> None:
+    text = line + "\n[I][ Run][ 796]: ttft: 1.00 ms\nx\n\n[N][ Run][ 949]: hit eos,avg 4.83 token/s\n"
+    if "ttft" in line:
+        text = line + "\nx\n\n[N][ Run][ 949]: hit eos,avg 4.83 token/s\n"
+    run = parse_run(_chunks(text))
+    assert getattr(run, field) == (pytest.approx(value) if isinstance(value, float) else value)
+    assert run.rate_tps == pytest.approx(4.83)
+
+
+def test_token_writes_and_their_arrival_times() -> None:
+    """Token text written piecewise; the final "\\n\\n" and a coalesced log line are not tokens."""
+    chunks = [Chunk(0, "[I][ Run][ 796]: ttft: 100.00 ms\n"), Chunk(5, "Hello"), Chunk(9, ","),
+              Chunk(14, " world"), Chunk(20, "\n\n[N][ Run][ 949]: hit eos,avg 2.50 token/s\n")]
+    run = parse_run(chunks)
+    assert run.writes == [(5, "Hello"), (9, ","), (14, " world")]
+    assert run.text == "Hello, world"
+    assert run.t_ttft_line == 0 and run.t_eos_line == 20
+    # a "\n\n" token before the final "\n\n" stays a token
+    chunks = [Chunk(0, "ttft: 1.00 ms\n"), Chunk(5, "a"), Chunk(9, "\n\n"), Chunk(12, "\n\n"),
+              Chunk(13, "[N][ Run][ 949]: hit eos,avg 2.00 token/s\n")]
+    assert [t for t, _ in parse_run(chunks).writes] == [5, 9]
+
+
+def test_implied_token_count_uses_the_engines_definition() -> None:
+    # 4.83 token/s counting the first token, over 6.418 s after it: 31 tokens
+    assert implied_token_count(4.83, 0, int(6.418e9)) == 31
+    assert implied_token_count(None, 0, 10) is None and implied_token_count(4.0, 10, 10) is None
+
+
+def test_cmm_and_init_lines() -> None:
+    usage = parse_cmm_info("junk\n" + CMM_LINE)
+    assert usage is not None
+    assert usage.total_mb == 3072.0 and usage.used_mb == pytest.approx(18876 / 1024.0)
+    assert parse_cmm_info("no summary here") is None
+    init = parse_init("100% | ### | 40 / 40 init vpm axmodel ok,remain_cmm(2559 MB)\n"
+                      "init post axmodel ok,remain_cmm(11442 MB)\n[E][ load_config][ 278]: config file open failed\n")
+    assert init["remain_cmm_mb_after_init"] == 11442 and init["remain_cmm_mb_reported"] == [2559, 11442]
+    assert init["error_lines"] == ["[E][ load_config][ 278]: config file open failed"]
+    # AXCL (PCIe card) builds cannot see the card's CMM and print -1
+    assert parse_init("init post axmodel ok,remain_cmm(-1 MB)")["remain_cmm_mb_after_init"] is None
+
+
+def test_png_writer_round_trips() -> None:
+    rgb = bytes((i * 7) & 255 for i in range(5 * 3 * 3))
+    data = png_bytes(5, 3, rgb)
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    idat = data[data.index(b"IDAT") + 4:data.index(b"IEND") - 8]
+    raw = zlib.decompress(idat)
+    assert b"".join(raw[y * 16 + 1:(y + 1) * 16] for y in range(3)) == rgb
+    try:
+        from PIL import Image
+    except ImportError:
+        return
+    import io
+
+    image = Image.open(io.BytesIO(data))
+    assert image.size == (5, 3) and image.mode == "RGB" and image.tobytes() == rgb
+    with pytest.raises(ValueError):
+        png_bytes(5, 3, rgb[:-1])
+
+
+def test_missing_model_directory_is_model_not_found(tmp_path: Path) -> None:
+    with pytest.raises(ModelNotFound, match="axmodel directory .* does not exist"):
+        _backend({"main": "m"}, tmp_path / "nope").load()
+
+
+def test_missing_binary_is_unavailable(tmp_path: Path) -> None:
+    with pytest.raises(BackendUnavailable, match="the ax-llm binary no-such-main-binary was not found"):
+        _backend({"main": "no-such-main-binary"}, tmp_path).load()
+    assert not [p for p in os.listdir(tmp_path)]  # nothing left behind

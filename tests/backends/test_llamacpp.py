@@ -1,0 +1,188 @@
+"""The `llamacpp` backend (llama-mtmd-cli) with the tiny random-weight Qwen2.5-VL GGUF + mmproj.
+
+Two kinds of test:
+  - against a STAND-IN CLI (fixtures/llamacpp_mtmd_cli_standin.py) that prints the real CLI's
+    recorded log format with known values and sleeps for them: parsing, phases, errors. Always run.
+  - against the real llama-mtmd-cli on this CPU, when one is found (env LLAMA_MTMD_CLI or PATH).
+    llama.cpp is not built in CI: building llama-mtmd-cli from the llama-cpp-python 0.3.36 sdist's
+    vendored llama.cpp took ~6 min on 2 cores (cmake --build --target llama-mtmd-cli -j 2).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, Dict, List
+
+import pytest
+
+from harness.runner.backends import get_backend
+from harness.runner.backends._axllm_parse import Chunk
+from harness.runner.backends._llamacpp_parse import parse_query
+from harness.runner.backends.base import BackendError, BackendUnavailable, ModelNotFound, UnsupportedWorkload
+from harness.runner.protocol import GenerationSpec, ModelSpec
+
+from .fixtures.runner_spec import FIXTURES, inputs, run_runner
+
+MODEL_DIR = FIXTURES / "llamacpp_tiny_qwen2_5_vl"
+STANDIN = FIXTURES / "llamacpp_mtmd_cli_standin.py"
+# what the stand-in prints and sleeps
+STANDIN_CFG = {"load_ms": 20, "preprocess_ms": 30, "encode_ms": 40, "decode_ms": 10, "prefill_ms": 25,
+               "token_gap_ms": 10.0, "text_tokens": 35}
+N_TOKENS = 6
+
+
+def standin_cli(tmp_path: Path, **config: Any) -> Dict[str, Any]:
+    """Backend options that run the stand-in CLI with the given config."""
+    cfg = dict(STANDIN_CFG, **config)
+    (tmp_path / "standin.json").write_text(json.dumps(cfg))
+    cli = tmp_path / "llama-mtmd-cli"
+    cli.write_text("#!/bin/sh\nexec '%s' '%s' \"$@\"\n" % (sys.executable, STANDIN))
+    cli.chmod(0o755)
+    return {"cli": str(cli), "extra_args": ["--standin_config", str(tmp_path / "standin.json")]}
+
+
+def real_cli() -> str:
+    return os.environ.get("LLAMA_MTMD_CLI") or shutil.which("llama-mtmd-cli") or ""
+
+
+def _backend(options: Dict[str, Any], path: Path) -> Any:
+    return get_backend("llamacpp")(options, ModelSpec("f32", str(path)))
+
+
+def test_standin_known_values_through_the_runner(tmp_path: Path) -> None:
+    code, records, stderr = run_runner(tmp_path, "llamacpp", standin_cli(tmp_path), str(MODEL_DIR),
+                                       kinds=("image", "video"), tokens=N_TOKENS)
+    assert code == 1, stderr  # video is refused, image runs
+    by_workload = {r["workload"]: r for r in records}
+    video = by_workload["video-8f"]
+    assert video["status"] == "error" and video["error_kind"] == "unsupported"
+    record = by_workload["image"]
+    assert record["status"] == "ok", record["error"]
+    metrics, engine = record["metrics"], record["engine"]
+    # ours, from line arrivals: about what the stand-in slept; every boundary is an arrival, and a
+    # late read (the reader shares a busy CPU) moves time from one span to the next - hence the slack
+    late = 20
+    assert 30 - late <= metrics["preprocess_ms"] <= 30 + 60
+    assert 40 - late <= metrics["vision_encode_ms"] <= 40 + 60
+    assert 10 + 25 - late <= metrics["prefill_ms"] <= 10 + 25 + 80  # image-token + text decode
+    assert 30 + 40 + 10 + 25 - late <= metrics["ttft_ms"] <= 30 + 40 + 10 + 25 + 150
+    assert 10 - 1 <= metrics["itl_p50_ms"] <= 10 + 10
+    assert metrics["n_output_tokens"] == N_TOKENS and len(record["itl_ms"]) == N_TOKENS - 1
+    assert metrics["n_input_tokens"] == 256 + 35 and metrics["n_visual_tokens"] == 256
+    assert record["output_text"] == "".join("tok%d " % i for i in range(N_TOKENS))
+    # the engine's own figures, as printed
+    assert engine["image_slice_encode_ms"] == [40.0] and engine["image_decode_ms"] == [10.0]
+    assert engine["prompt_eval_tokens"] == 291 and engine["eval_runs"] == N_TOKENS - 1
+    assert record["warnings"] == []
+    prov = record["provenance"]
+    assert prov["weights"] == "random" and prov["dtype"] == "F32"
+    assert prov["backend_extra"]["unsupported"]["video"].startswith("llama.cpp's mtmd takes frames")
+
+
+def test_merged_token_writes_give_no_invented_gaps(tmp_path: Path) -> None:
+    backend = _backend(standin_cli(tmp_path, merged=True), MODEL_DIR)
+    backend.load()
+    try:
+        raw = backend.run(inputs("image"), GenerationSpec(output_tokens=N_TOKENS))
+    finally:
+        backend.close()
+    assert raw.token_times == [] and raw.n_output_tokens == N_TOKENS
+    assert any("per-token times unavailable: 1 token writes for 6 tokens" in w for w in raw.warnings)
+    # the merged write comes after all the sleeps (less a late read of the ready line)
+    assert raw.engine["observed"]["ttft_ms"] >= 30 + 40 + 10 + 25 + N_TOKENS * 10 - 20
+
+
+def test_cli_failure_shows_its_output(tmp_path: Path) -> None:
+    backend = _backend(standin_cli(tmp_path, fail=-2), MODEL_DIR)
+    backend.load()
+    try:
+        with pytest.raises(BackendError) as caught:
+            backend.run(inputs("image"), GenerationSpec(output_tokens=N_TOKENS))
+    finally:
+        backend.close()
+    assert "llama-mtmd-cli exited with code 1" in str(caught.value)
+    assert "Failed to encode mtmd batch, res = -2" in str(caught.value)
+
+
+def test_model_files_and_binary_errors(tmp_path: Path) -> None:
+    with pytest.raises(ModelNotFound, match="model .*no-such.gguf does not exist; convert one"):
+        _backend({}, tmp_path / "no-such.gguf").load()
+    (tmp_path / "model-q4.gguf").write_bytes(b"x")
+    with pytest.raises(ModelNotFound, match="no single mmproj\\*.gguf beside"):
+        _backend({}, tmp_path).load()
+    (tmp_path / "mmproj-f16.gguf").write_bytes(b"x")
+    with pytest.raises(BackendUnavailable, match="no-such-cli was not found or is not executable; build llama.cpp"):
+        _backend({"cli": "no-such-cli"}, tmp_path).load()
+
+
+def test_video_is_refused_with_the_reason(tmp_path: Path) -> None:
+    backend = _backend(standin_cli(tmp_path), MODEL_DIR)
+    backend.load()
+    try:
+        assert not backend.supports("video")
+        with pytest.raises(UnsupportedWorkload, match="takes frames as separate images, not the model's video path"):
+            backend.run(inputs("video"), GenerationSpec(output_tokens=2))
+    finally:
+        backend.close()
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"threads": -1}, "threads must be a non-negative integer"),
+    ({"token_stream": "chunks"}, "token_stream 'chunks' not understood"),
+    ({"extra_args": "-fa"}, "extra_args must be a list of strings"),
+    ({"n_gpu_layers": 99}, "unknown option(s) n_gpu_layers"),
+])
+def test_bad_options(options: Dict[str, Any], message: str) -> None:
+    with pytest.raises(BackendError) as caught:
+        _backend(options, MODEL_DIR)
+    assert message in str(caught.value)
+
+
+def test_parses_recorded_real_stderr() -> None:
+    """The real CLI's stderr (llama.cpp 0c1e570, this tiny model, -n 8), one chunk per line."""
+    lines = (FIXTURES / "llamacpp_mtmd_cli_tiny.stderr.log").read_text().splitlines(keepends=True)
+    chunks: List[Chunk] = [Chunk(i, line, "err") for i, line in enumerate(lines)]
+    chunks += [Chunk(1000 + i, text, "out") for i, text in enumerate(["\n"] + ["\n"] * 8 + ["\n\n"])]
+    query = parse_query(chunks)
+    ready = next(i for i, line in enumerate(lines) if "For normal use cases" in line)
+    assert query.t_ready == ready
+    assert query.t_encode_start == ready + 1 and query.t_encode_end == ready + 2
+    assert query.encode_ms == [10.0] and query.media_decode_ms == [2.0] and query.n_media_tokens == 256
+    assert query.perf["prompt_eval_tokens"] == 291 and query.perf["eval_runs"] == 7
+    assert query.perf["total_tokens"] == 298 and query.perf["load_ms"] == 4.37
+    # random weights: every token is "\n"; each write is one token, the framing newlines are not
+    assert len(query.writes) == 8 and query.text == "\n" * 8
+    assert query.errors == []
+
+
+@pytest.mark.skipif(not real_cli(), reason="llama-mtmd-cli not found (set LLAMA_MTMD_CLI): llama.cpp is not built "
+                                           "in CI, its CLI took ~6 min to build on 2 cores")
+@pytest.mark.slow
+def test_real_cli_on_this_cpu(tmp_path: Path) -> None:
+    code, records, stderr = run_runner(tmp_path, "llamacpp", {"cli": real_cli(), "threads": 2}, str(MODEL_DIR),
+                                       tokens=8, reps=3)
+    assert code == 0, stderr
+    for record in records:
+        metrics, engine = record["metrics"], record["engine"]
+        assert record["status"] == "ok", record["error"]
+        assert metrics["n_input_tokens"] == 291  # the same count as transformers and OpenVINO GenAI
+        assert metrics["n_visual_tokens"] == 256 and metrics["n_output_tokens"] == 8
+        # sub-millisecond phases can reach us in one read: then they stay empty, and it says so
+        for name, phase in (("preprocess_ms", "preprocess"), ("vision_encode_ms", "vision encode")):
+            assert metrics[name] is None and any(w.startswith(phase + " not resolved") for w in record["warnings"]) \
+                or metrics[name] > 0, (name, metrics[name], record["warnings"])
+        assert engine["prompt_eval_tokens"] == 291 and engine["image_slice_encode_ms"]
+        if metrics["ttft_ms"] is None:
+            # sub-millisecond tokens can reach us merged: then no per-token times, and it says so
+            assert any("per-token times unavailable" in w for w in record["warnings"])
+            assert engine["observed"]["ttft_ms"] > metrics["vision_encode_ms"]
+        else:
+            assert len(record["itl_ms"]) == 7 and metrics["prefill_ms"] > 0
+            # the phases tile the TTFT (up to float rounding); unresolved ones are empty
+            parts = sum(metrics[k] or 0.0 for k in ("preprocess_ms", "vision_encode_ms", "prefill_ms"))
+            assert parts <= metrics["ttft_ms"] + 1e-6
+        assert record["provenance"]["engine_versions"]["llama.cpp"].startswith("version:")
