@@ -15,8 +15,15 @@ from typing import List, Optional
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup, escape
 
-from .plots import Plot
-from .tables import DEFINITIONS_INTRO, METRIC_DEFINITIONS, SUMMARY_METHOD_NOTE, ReportData
+from .plots import Plot, power_plots
+from .tables import (
+    DEFINITIONS_INTRO,
+    ENERGY_NOTE,
+    METRIC_DEFINITIONS,
+    POWER_PHASES,
+    SUMMARY_METHOD_NOTE,
+    ReportData,
+)
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 TEMPLATE = "report.html.j2"
@@ -57,14 +64,26 @@ def environment() -> Environment:
     return env
 
 
+def _figure(plot: Plot) -> _Figure:
+    return _Figure(plot.title, png_data_uri(plot.png) if plot.png else None, plot.caption, plot.notes, plot.details)
+
+
 def render_html(data: ReportData, plots: List[Plot]) -> str:
-    """The report page as one string."""
-    figures = [_Figure(p.title, png_data_uri(p.png) if p.png else None, p.caption, p.notes, p.details) for p in plots]
+    """The report page as one string.
+
+    The power-over-time figures are drawn here from ``data.telemetry`` rather than passed in with
+    ``plots``: only the HTML embeds images (summary.md lists the same traces as text), and the
+    caller's ``all_plots`` sees the measurements frame, which does not carry telemetry.
+    """
     template = environment().get_template(TEMPLATE)
     return template.render(
         run=data.run,
         data=data,
-        plots=figures,
+        tel=data.telemetry,
+        power_figures=[_figure(p) for p in power_plots(data.telemetry.power)],
+        power_phases=POWER_PHASES,
+        energy_note=ENERGY_NOTE,
+        plots=[_figure(p) for p in plots],
         definitions_intro=DEFINITIONS_INTRO,
         definitions=METRIC_DEFINITIONS,
         method_note=SUMMARY_METHOD_NOTE,

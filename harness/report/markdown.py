@@ -11,9 +11,12 @@ from typing import List, Sequence
 from .plots import Plot
 from .tables import (
     DEFINITIONS_INTRO,
+    ENERGY_NOTE,
     METRIC_DEFINITIONS,
+    POWER_PHASES,
     SUMMARY_METHOD_NOTE,
     ReportData,
+    TelemetryData,
 )
 
 
@@ -39,6 +42,80 @@ def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> List[str]:
     return lines
 
 
+def throttling_lines(tel: TelemetryData) -> List[str]:
+    """The flags, up front in the summary: a count, a badge per flagged group, every flag listed."""
+    out = ["### Throttling and power-mode flags", ""]
+    if tel.n_flagged:
+        out += ["> **%d of %d checked measured repetitions were taken while throttled or in a power mode "
+                "other than devices.yaml expects**; their figures are in the summaries below." % (
+                    tel.n_flagged, tel.n_checked), ""]
+        for group in tel.flag_groups:
+            if not group.n_flagged:
+                continue
+            out.append("- %s | %s **[%s]**" % (inline(group.group), inline(group.workload), inline(group.badge)))
+            out += ["  - %s (%d of %d flagged reps)" % (inline(flag), count, group.n_flagged)
+                    for flag, count in group.flags]
+        out.append("")
+    elif tel.n_checked:
+        out += ["No measured repetition was flagged: %d checked (clocks, temperatures and power mode "
+                "before and after each)." % tel.n_checked, ""]
+    else:
+        out += ["No measurement carries telemetry, so throttling and power mode could not be checked.", ""]
+    if tel.n_checked:
+        out += ["%s | %s: %d of %d measured repetitions not checked (no telemetry, or failed)."
+                % (inline(g.group), inline(g.workload), g.n_measured - g.n_checked, g.n_measured)
+                for g in tel.flag_groups if g.n_checked < g.n_measured]
+        out.append("")
+    if tel.flagged_reps:
+        out += table(["device / variant (backend)", "workload", "repetition", "flags"],
+                     [["%s [flagged]" % f.group, f.workload,
+                       "%d%s" % (f.repetition, " (warm-up)" if f.warmup else ""), "\n".join(f.flags)]
+                      for f in tel.flagged_reps]) + [""]
+    return out
+
+
+def telemetry_lines(tel: TelemetryData) -> List[str]:
+    """Power and energy, the power traces (figures are in index.html), memory by source, warnings."""
+    out = ["## Power and energy", "", ENERGY_NOTE, ""]
+    header = (["device / variant (backend)", "workload", "sensor: what it covers", "n", "energy / query (J)",
+               "J / output token (decode)", "avg power, query (W)"]
+              + ["%s (W)" % label for _, label in POWER_PHASES]
+              + ["idle (W)", "energy above idle / query (J)"])
+    rows = []
+    for row in tel.energy:
+        if row.note:
+            # a sensor-less board says so in every figure's place: never a blank that reads as zero
+            rows.append([row.group, row.workload, row.note] + ["-"] * (len(header) - 3))
+        else:
+            rows.append([row.group, row.workload, row.sensor, row.n, row.cell("energy_j"), row.cell("j_per_token"),
+                         row.cell("avg_power_w")] + [row.cell(name) for name, _ in POWER_PHASES]
+                        + [row.cell("idle_power_w"), row.cell("energy_above_idle_j")])
+    out += table(header, rows) + [""] if rows else ["No measurements in this run.", ""]
+    traces = [t for board in tel.power for t in board.traces]
+    notes = [note for board in tel.power for note in board.notes]
+    if traces or notes:
+        out += ["Power over time, one figure per board (see index.html for the figures):", ""]
+        out += ["- %s" % inline(t.describe()) for t in traces]
+        out += ["- %s" % inline(note) for note in notes] + [""]
+
+    out += ["## Memory by source", "",
+            "Peak MB during each query from every memory source, median and max over the measured "
+            "repetitions; n = repetitions with the figure / measured.", ""]
+    if tel.memory:
+        out += table(["device / variant (backend)", "workload", "source",
+                      "the source's description (what it covers)", "peak MB (median)", "max", "n"],
+                     [[m.group, m.workload, m.source, m.covers, m.median, m.max, m.n] for m in tel.memory]) + [""]
+    else:
+        out += ["No measurements in this run.", ""]
+    if tel.warnings:
+        # collapsed as in the HTML (GitHub renders <details>), but every warning is there
+        out += ["<details><summary>Telemetry warnings (%d distinct)</summary>" % len(tel.warnings), ""]
+        out += table(["device / variant (backend)", "records", "warning"],
+                     [[group, count, text] for group, text, count in tel.warnings])
+        out += ["", "</details>", ""]
+    return out
+
+
 def render_markdown(data: ReportData, plots: Sequence[Plot] = ()) -> str:
     """The summary as markdown text."""
     out: List[str] = ["# edge-VLM bench: run %s" % inline(data.run.get("run_id", "")), ""]
@@ -51,6 +128,7 @@ def render_markdown(data: ReportData, plots: Sequence[Plot] = ()) -> str:
     out += ["## Summary", "",
             "median [95% CI of the median], p90 / min / max / CV over the measured repetitions "
             "(status ok, warm-up excluded); n = summarised / measured.", ""]
+    out += throttling_lines(data.telemetry)
     header = ["metric", "device / variant (backend)", "median [95% CI]", "p90", "min", "max", "CV", "n",
               "excluded", "source", "engine's own figure"]
     for workload in data.workloads:
@@ -59,6 +137,8 @@ def render_markdown(data: ReportData, plots: Sequence[Plot] = ()) -> str:
         for row in workload.rows:
             group = row.group + "".join(" [%s]" % ("random weights" if b == "random" else "emulated")
                                         for b in row.badges)
+            if row.flagged:
+                group += " [%s]" % row.flagged
             rows.append([row.metric, group, row.median_ci, row.p90, row.min, row.max, row.cv, row.n,
                          row.excluded, row.source, row.engine])
         out += table(header, rows) + [""]
@@ -73,6 +153,8 @@ def render_markdown(data: ReportData, plots: Sequence[Plot] = ()) -> str:
     if notes:
         out += ["Plot notes (see index.html for the figures):", ""]
         out += ["- %s" % inline(note) for note in notes] + [""]
+
+    out += telemetry_lines(data.telemetry)
 
     out += ["## Failed measurements (%d)" % len(data.failures), ""]
     if data.failures:

@@ -23,6 +23,8 @@ from matplotlib.figure import Figure
 
 from harness.analysis.stats import GROUP_COLUMNS
 
+from .tables import BoardPower
+
 PHASES: Tuple[Tuple[str, str, str], ...] = (
     # (segment label, how it is computed, colour)
     ("preprocess", "preprocess_ms", "#4e79a7"),
@@ -31,6 +33,8 @@ PHASES: Tuple[Tuple[str, str, str], ...] = (
     ("rest of TTFT", "ttft_ms - (preprocess + vision encode + prefill)", "#bab0ac"),
     ("decode", "e2e_ms - ttft_ms", "#e15759"),
 )
+PHASE_COLOURS: Dict[str, str] = {label: colour for label, _, colour in PHASES}
+MAX_TRACES_PER_BOARD = 12  # beyond this a figure is unreadable; the rest are named in a note
 LABEL_MAX = 48
 _MPL_VERSION = tuple(int(p) for p in matplotlib.__version__.split(".")[:2] if p.isdigit())
 
@@ -254,3 +258,59 @@ def all_plots(
 ) -> List[Plot]:
     """The report's three figures, in order."""
     return [phase_breakdown(frame), ttft_and_decode(summary), itl_distribution(itl)]
+
+
+POWER_CAPTION = (
+    "Power of one measured repetition per device/variant/workload: the one with the median e2e among "
+    "those that kept a trace and were not flagged as throttled (flagged ones only when all were). "
+    "Line: the sensor's samples (energy counters as the power between two readings), including the "
+    "neighbouring sample on each side of the query; shaded: the phases, their boundaries rebuilt from "
+    "the recorded phase durations (preprocess starts with the query, prefill ends at the first token, "
+    "decode at the last); dashed: idle power measured before the run."
+)
+
+
+def power_over_time(board: BoardPower) -> Plot:
+    """One figure per board: a panel per device/variant/workload with its power trace and phases."""
+    title = "Power over time: %s" % board.device
+    notes = list(board.notes)
+    traces = board.traces[:MAX_TRACES_PER_BOARD]
+    for trace in board.traces[MAX_TRACES_PER_BOARD:]:
+        notes.append("%s | %s: not drawn, more than %d panels on one board"
+                     % (trace.group, trace.workload, MAX_TRACES_PER_BOARD))
+    if not traces:
+        return Plot(title, None, "", notes or ["no power trace recorded"])
+    fig = Figure(figsize=(9, 0.6 + 2.4 * len(traces)))
+    for index, trace in enumerate(traces):
+        ax = fig.add_subplot(len(traces), 1, index + 1)
+        for label, start, end in trace.phases:
+            ax.axvspan(start, end, color=PHASE_COLOURS.get(label, "#cccccc"), alpha=0.22, linewidth=0,
+                       label=label if index == 0 else None)
+            # the phase name at the top of its band, so the figure reads without the legend
+            ax.text((start + end) / 2.0, 1.0, label, transform=ax.get_xaxis_transform(), ha="center",
+                    va="bottom", fontsize=7, color="#333", clip_on=False)
+        ax.plot(trace.t_ms, trace.power_w, color="#1d1d1f", linewidth=1.2, marker=".", markersize=3,
+                label="power" if index == 0 else None)
+        if trace.idle_power_w is not None:
+            ax.axhline(trace.idle_power_w, color="#555", linestyle="--", linewidth=1,
+                       label="idle" if index == 0 else None)
+        ax.set_ylim(bottom=0)
+        ax.set_ylabel("power (W)", fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=8)
+        ax.set_title("%s | %s | rep %d | %s%s" % (plain(trace.workload, 16), plain(trace.group, 56),
+                                                 trace.repetition, plain(trace.source, 24),
+                                                 " | FLAGGED: throttled / power mode" if trace.flagged else ""),
+                     fontsize=8, loc="left", pad=12)
+        if not trace.phases:
+            notes.append("%s | %s: no phase durations recorded, nothing shaded" % (trace.group, trace.workload))
+    fig.axes[-1].set_xlabel("ms from the start of the query")
+    fig.legend(loc="lower center", ncol=7, fontsize=8, frameon=False, bbox_to_anchor=(0.5, -0.02))
+    with _quiet_glyphs():
+        fig.tight_layout(rect=(0, 0.04, 1, 1))
+    return Plot(title, _png(fig), POWER_CAPTION, notes, [t.describe() for t in traces])
+
+
+def power_plots(boards: Sequence[BoardPower]) -> List[Plot]:
+    """A power-over-time figure for every board that has a trace; a notes-only entry for the others."""
+    return [power_over_time(board) for board in boards]

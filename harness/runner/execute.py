@@ -175,7 +175,8 @@ class SpecRunner:
             phases["prefill"] = (prefill_start, tokens[0])
         if len(tokens) >= 2:
             phases["decode"] = (tokens[0], tokens[-1])
-        window = self.sampler.window(raw.t_start, end, phases, raw.n_output_tokens)
+        # the power trace feeds the report's power-over-time plot (10 Hz: a few hundred points)
+        window = self.sampler.window(raw.t_start, end, phases, raw.n_output_tokens, include_trace=True)
         flags = throttle_flags(before, after, self.spec.device_info.get("expect") or {})
         for name in ("energy_j", "avg_power_w", "j_per_token", "idle_power_w", "energy_above_idle_j"):
             metrics[name] = window.get(name)
