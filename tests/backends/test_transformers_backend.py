@@ -267,3 +267,31 @@ def test_module_is_python_38_compatible() -> None:
     result = subprocess.run([vermin, "-t=3.8-", "--no-tips", "--violations", str(path)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+@pytest.mark.skipif(
+    not _cuda_available(),
+    reason="no CUDA device on this machine (CPU only): the CUDA path - synchronised timestamps, "
+    "torch.cuda peak memory, float16/bfloat16 - runs on the RTX PC and Jetson boards, not in CI here",
+)
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_cuda_path_times_phases_and_reports_accelerator_memory(tiny_model_dirs: Dict[str, Path], dtype: str) -> None:
+    backend = _backend(tiny_model_dirs["qwen2.5-vl"], device="cuda", dtype=dtype)
+    info = backend.load()
+    try:
+        assert info.accelerator.startswith("cuda") and info.dtype == dtype
+        raw = backend.run(_inputs("video"), GenerationSpec(output_tokens=8, warmup=0, repetitions=1))
+        assert raw.n_output_tokens == 8 and len(raw.token_times) == 8
+        assert raw.t_start < raw.t_preprocess_end <= raw.t_vision_start < raw.t_vision_end < raw.token_times[0]
+        assert raw.peak_accel_mb is not None and raw.peak_accel_mb > 0
+        assert "max_memory_allocated" in raw.peak_accel_source
+    finally:
+        backend.close()
