@@ -8,6 +8,7 @@ import traceback
 from typing import Any, Dict, List, Optional
 
 from . import RUNNER_VERSION
+from .accuracy import AccuracyJob
 from .backends import BackendError, get_backend, install_hint
 from .backends.base import Backend, BackendUnavailable, LoadInfo, ModelNotFound, UnsupportedWorkload
 from .clock import now_ns
@@ -46,6 +47,7 @@ class SpecRunner:
         self.sampler: Optional[Sampler] = None
         self.idle: Dict[str, Any] = {}
         self.telemetry_warnings: List[str] = []
+        self.accuracy: Optional[AccuracyJob] = None  # set in run() when the spec asks for answers
 
     # -- events -----------------------------------------------------------------------------
     def event(self, name: str, message: str = "", **fields: Any) -> None:
@@ -130,6 +132,8 @@ class SpecRunner:
                 loaded.append(load_inputs(workload, inputs_dir))
             except Exception as exc:  # bad input files: every model variant reports it
                 loaded.append(exc)
+        if spec.accuracy:
+            self.accuracy = AccuracyJob(self)
         self._start_telemetry()
         try:
             for model in spec.models:
@@ -197,16 +201,22 @@ class SpecRunner:
             message = "%s%s" % (exc, "" if not hint or hint in str(exc) else "; " + hint)
             for workload in spec.workloads:
                 self._fail_workload(workload, model, message, self._provenance(model, None), "unavailable")
+            if self.accuracy is not None:
+                self.accuracy.fail_all(model, message, "unavailable")
             return
         except BackendError as exc:
             kind = "model_not_found" if isinstance(exc, ModelNotFound) else "config"
             for workload in spec.workloads:
                 self._fail_workload(workload, model, str(exc), self._provenance(model, None), kind)
+            if self.accuracy is not None:
+                self.accuracy.fail_all(model, str(exc), kind)
             return
         except Exception as exc:  # an engine crash while loading: record it, go on
             message = "loading failed: %s: %s" % (type(exc).__name__, exc)
             for workload in spec.workloads:
                 self._fail_workload(workload, model, message, self._provenance(model, None))
+            if self.accuracy is not None:
+                self.accuracy.fail_all(model, message, "engine")
             return
         provenance = self._provenance(model, info)
         try:
@@ -223,6 +233,8 @@ class SpecRunner:
                     )
                 else:
                     self._run_workload(backend, model, workload, inputs, provenance)
+            if self.accuracy is not None:  # the same loaded variant answers the accuracy requests
+                self.accuracy.run(backend, model, provenance)
         finally:
             backend.close()
 

@@ -30,8 +30,8 @@ def compute_metrics(raw: RawTiming) -> "tuple[Dict[str, Optional[float]], List[f
     """Return (metrics, every inter-token gap in ms, warnings)."""
     warnings: List[str] = []
     tokens = raw.token_times
-    first = tokens[0] if tokens else None
-    last = tokens[-1] if tokens else None
+    first = tokens[0] if tokens else raw.t_first_token
+    last = tokens[-1] if tokens else raw.t_last_token
     itl = [ns_to_ms(b - a) for a, b in zip(tokens, tokens[1:])]
     metrics: Dict[str, Optional[float]] = {
         "preprocess_ms": _span_ms(raw.t_start, raw.t_preprocess_end),
@@ -53,13 +53,16 @@ def compute_metrics(raw: RawTiming) -> "tuple[Dict[str, Optional[float]], List[f
         "n_output_tokens": raw.n_output_tokens,
         "peak_accel_mb": raw.peak_accel_mb,
     }
-    if len(tokens) >= 2 and last is not None and first is not None and last > first:
+    n_timed = len(tokens) if tokens else raw.n_output_tokens
+    if n_timed >= 2 and last is not None and first is not None and last > first:
         decode_s = (last - first) / 1e9
-        metrics["decode_tps"] = (len(tokens) - 1) / decode_s
-        metrics["tpot_ms"] = decode_s * 1000.0 / (len(tokens) - 1)
+        metrics["decode_tps"] = (n_timed - 1) / decode_s
+        metrics["tpot_ms"] = decode_s * 1000.0 / (n_timed - 1)
+        if not tokens:
+            warnings.append("decode rate from the first and last token times: no inter-token gaps")
     else:
         warnings.append("fewer than two output tokens were timed: no decode rate")
-    if len(tokens) != raw.n_output_tokens:
+    if tokens and len(tokens) != raw.n_output_tokens:
         warnings.append(
             "backend reported %d output tokens but timed %d" % (raw.n_output_tokens, len(tokens))
         )

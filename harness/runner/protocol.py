@@ -114,6 +114,9 @@ class RunSpec:
     telemetry: List[Dict[str, Any]] = field(default_factory=list)
     device_info: Dict[str, Any] = field(default_factory=dict)  # type, expectations from devices.yaml
     controller: Dict[str, Any] = field(default_factory=dict)  # controller version and git commit
+    # Optional accuracy work (harness/runner/accuracy.py): {"task": name, "requests": a jsonl file
+    # under inputs/, "max_new_tokens": n}. Empty: a latency-only run, as before.
+    accuracy: Dict[str, Any] = field(default_factory=dict)
     protocol_version: int = PROTOCOL_VERSION
 
     def to_json(self) -> str:
@@ -139,6 +142,7 @@ class RunSpec:
                 telemetry=list(data.get("telemetry", [])),
                 device_info=dict(data.get("device_info", {})),
                 controller=dict(data.get("controller", {})),
+                accuracy=dict(data.get("accuracy", {})),
                 protocol_version=version,
             )
         except TypeError as exc:  # unknown or missing keyword in a nested record
@@ -224,8 +228,55 @@ class Measurement:
         return (self.run_id, self.device, self.workload, self.variant, self.repetition)
 
 
+@dataclass
+class Answer:
+    """One accuracy request answered (or not) by one model variant: the per-sample record.
+
+    Scoring happens on the controller (lm-eval); the runner only generates, so every backend is
+    evaluated the same way. ``wall_ms`` is the answer's time on the runner's monotonic clock
+    (generation until EOS), for people: latency metrics come from measurements, not from here.
+    """
+
+    run_id: str
+    device: str
+    suite: str
+    task: str
+    backend: str
+    variant: str
+    request_id: str
+    status: str  # "ok" or "error"
+    answer: str = ""
+    input_sha256: str = ""  # over the request's pixels and prompt (workloads.input_digest)
+    wall_ms: Optional[float] = None
+    error: Optional[str] = None
+    error_kind: Optional[str] = None
+    emulated: bool = False  # an emulated engine's configured answer, not a model's
+    schema_version: int = MEASUREMENT_SCHEMA_VERSION
+    record: str = "answer"
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True, allow_nan=False)
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "Answer":
+        if data.get("record") != "answer":
+            raise ProtocolError("not an answer record: %r" % data.get("record"))
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ProtocolError("answer has unknown fields %s (newer runner?)" % unknown)
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise ProtocolError("answer: %s" % exc) from exc
+
+    @property
+    def key(self) -> tuple:
+        return (self.run_id, self.device, self.task, self.variant, self.request_id)
+
+
 def parse_record(line: str) -> Any:
-    """Parse one JSON line written by the runner into an Event or a Measurement."""
+    """Parse one JSON line written by the runner into an Event, a Measurement or an Answer."""
     try:
         data = json.loads(line)
     except ValueError as exc:
@@ -235,6 +286,8 @@ def parse_record(line: str) -> Any:
     kind = data.get("record")
     if kind == "measurement":
         return Measurement.from_dict(data)
+    if kind == "answer":
+        return Answer.from_dict(data)
     if kind == "event":
         data = dict(data)
         data.pop("record")

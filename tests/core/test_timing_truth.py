@@ -96,8 +96,9 @@ def test_inter_token_gaps_follow_a_configured_pattern(tmp_path: Path) -> None:
     # late wake-up on a busy machine does not decide the test)
     assert close(median_of("itl_p50_ms"), 10.0)
     assert close(median_of("itl_p90_ms"), 30.0)
-    # p99 of 30 gaps is the largest gap: one preempted wake-up moves it, so it gets 10%
-    assert abs(median_of("itl_p99_ms") - 30.0) <= 3.0
+    # p99 of 30 gaps is the largest gap: one wake-up preempted by another process (a shared
+    # 2-core CI box) moves it up by a scheduler tick, so only it gets a wider band
+    assert 29.0 <= median_of("itl_p99_ms") <= 36.0
     tpots = [r["metrics"]["tpot_ms"] for r in records]
     assert close(statistics.median(tpots), 15.0)
 

@@ -515,10 +515,11 @@ class AxllmBackend(Backend):
                 "note": "first token = arrival of the ttft line, end = arrival of the hit-eos line",
             }
             if self.token_stream == "none":
-                warnings.append("token_stream is none: no per-token times; ttft, e2e and decode rate as "
-                                "observed are in engine.observed")
+                warnings.append("token_stream is none: no per-token times; ttft, e2e and decode rate come "
+                                "from the ttft and hit-eos lines' arrival (also in engine.observed)")
             else:
-                warnings.append("ttft, e2e and decode rate as observed are in engine.observed")
+                warnings.append("no per-token times; ttft, e2e and decode rate come from the ttft and "
+                                "hit-eos lines' arrival (also in engine.observed)")
         if n_output != generation.output_tokens:
             warnings.append("asked for %d output tokens, the engine produced %d (ax-llm's main stops at EOS "
                             "and has no fixed-length mode)" % (generation.output_tokens, n_output))
@@ -549,6 +550,8 @@ class AxllmBackend(Backend):
             t_vision_start=None,
             t_vision_end=run.t_encode_line,
             token_times=token_times,
+            t_first_token=None if per_token else run.t_ttft_line,
+            t_last_token=None if per_token else observed_end,
             n_input_tokens=run.n_input_tokens,
             n_visual_tokens=n_visual,
             n_output_tokens=n_output,

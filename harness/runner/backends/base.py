@@ -63,6 +63,10 @@ class RawTiming:
     n_visual_tokens: Optional[int]
     n_output_tokens: int
     output_text: str = ""
+    # Engines that stream several tokens per write cannot give one time per token; they still
+    # show when the first and the last token became available (token_times then stays empty).
+    t_first_token: Optional[int] = None
+    t_last_token: Optional[int] = None
     peak_accel_mb: Optional[float] = None
     peak_accel_source: str = ""
     engine: Dict[str, Any] = field(default_factory=dict)  # the engine's own figures
@@ -103,6 +107,16 @@ class Backend:
     ) -> RawTiming:
         """Run one query with greedy decoding and exactly ``generation.output_tokens`` tokens."""
         raise NotImplementedError
+
+    def answer(self, inputs: WorkloadInputs, prompt: str, max_new_tokens: int) -> str:
+        """Answer one accuracy request: greedy, stopping at EOS (or after ``max_new_tokens``).
+
+        Unlike ``run`` the output length is not forced: accuracy needs the model's own answer.
+        Backends that cannot answer say so; the runner records one error per request.
+        """
+        raise UnsupportedWorkload(
+            "backend %r cannot answer accuracy requests (no answer() method)" % self.name
+        )
 
     def close(self) -> None:
         """Release the engine; called once per model variant."""

@@ -306,12 +306,16 @@ class LlamaCppBackend(Backend):
             t_vis_start = None
             warnings.append("vision encode not resolved: its start and end lines arrived together")
         prompt_tokens = query.perf.get("prompt_eval_tokens")
+        first_write = writes[0] if writes and not per_token else None
+        last_write = writes[-1] if writes and not per_token else None
         return RawTiming(
             t_start=query.t_ready,
             t_preprocess_end=t_pre_end,
             t_vision_start=t_vis_start,
             t_vision_end=t_vis_end,
             token_times=token_times,
+            t_first_token=first_write,
+            t_last_token=last_write,
             n_input_tokens=int(prompt_tokens) if prompt_tokens is not None else None,
             n_visual_tokens=query.n_media_tokens,
             n_output_tokens=n_output,

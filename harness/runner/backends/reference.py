@@ -11,6 +11,9 @@ Options:
   time_scale: multiply every configured duration (e.g. 0.01 for quick smoke runs; recorded)
   kinds:     workload kinds this emulated engine accepts (default image and video), to emulate
              engines without a video path
+  answers:   accuracy requests: {prompt: answer} answered verbatim (an emulated answer policy,
+             never a model: accuracy through this engine measures the plumbing, not a model)
+  default_answer: the answer to any other prompt (default "yes")
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ _DEFAULT_PHASES = {
 
 @register_backend("reference")
 class ReferenceBackend(Backend):
-    option_names = ("profile", "phases", "busy", "time_scale", "kinds")
+    option_names = ("profile", "phases", "busy", "time_scale", "kinds", "answers", "default_answer")
 
     def __init__(self, options: Dict[str, Any], model: ModelSpec) -> None:
         super().__init__(options, model)
@@ -85,12 +88,19 @@ class ReferenceBackend(Backend):
                 elif not isinstance(value, (int, float)) or value < 0:
                     raise BackendError("reference backend: %s.%s must be >= 0" % (kind, key))
             self.phases[kind] = base
+        answers = options.get("answers", {})
+        if not isinstance(answers, dict) or not all(isinstance(v, str) for v in answers.values()):
+            raise BackendError("reference backend: answers must map prompts to answer strings")
+        self.answers: Dict[str, str] = {str(k): v for k, v in answers.items()}
+        self.default_answer = str(options.get("default_answer", "yes"))
 
     def supports(self, kind: str) -> bool:
         return kind in self.kinds
 
     def load(self) -> LoadInfo:
         extra: Dict[str, Any] = {"time_scale": self.time_scale, "busy": self.busy}
+        extra["answer_policy"] = "emulated: %d configured answer(s), otherwise %r" % (
+            len(self.answers), self.default_answer)
         if self.profile:
             extra["profile_board"] = PROFILES[self.profile]["board"]
             extra["profile_sources"] = PROFILES[self.profile]["sources"]
@@ -156,3 +166,15 @@ class ReferenceBackend(Backend):
             engine={"configured_ms": {k: phases[k] * self.time_scale for k in phases
                                       if k.endswith("_ms") and k != "itl_ms"}},
         )
+
+    def answer(self, inputs: WorkloadInputs, prompt: str, max_new_tokens: int) -> str:
+        """The emulated answer policy (``answers`` / ``default_answer``), after the profile's time
+        to first token plus one token gap (an answer word and EOS), so a run takes as long as the
+        emulated board would."""
+        if inputs.kind not in self.kinds:
+            raise BackendError("reference backend: %s requests are not accepted (kinds)" % inputs.kind)
+        phases = self.phases[inputs.kind]
+        total_ms = sum(float(phases[k]) for k in ("preprocess_ms", "vision_encode_ms", "prefill_ms"))
+        total_ms += self._gaps_ms(inputs.kind, 1)[0]
+        wait_until(now_ns() + int(total_ms * 1e6 * self.time_scale), self.busy)
+        return self.answers.get(prompt, self.default_answer)

@@ -460,6 +460,34 @@ class TransformersBackend(Backend):
                 handle.remove()
         return self._timing(inputs, batch, output, clock.times, vision_times, t_start, t_preprocess_end, n_tokens)
 
+    def answer(self, inputs: WorkloadInputs, prompt: str, max_new_tokens: int) -> str:
+        """Greedy answer to one request, stopping at EOS: the accuracy path (no timing hooks)."""
+        if self._model is None:
+            raise BackendError("transformers backend: answer() before load()")
+        if not self.supports(inputs.kind):
+            raise UnsupportedWorkload(
+                "transformers backend cannot answer %s requests: %s"
+                % (inputs.kind, self._kinds.get(inputs.kind) or "unknown kind")
+            )
+        import copy
+
+        media = self._media(inputs)
+        messages = [{"role": "user", "content": [{"type": inputs.kind}, {"type": "text", "text": prompt}]}]
+        text = self._processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        key = "images" if inputs.kind == "image" else "videos"
+        extra: Dict[str, Any] = {} if inputs.kind == "image" else {"do_sample_frames": False}
+        batch = self._processor(text=[text], return_tensors="pt", **{key: [media]}, **extra).to(self._device)
+        config = self._gen_configs.get(-max_new_tokens)
+        if config is None:
+            # same greedy settings as run(), without min_new_tokens: EOS ends the answer
+            config = copy.deepcopy(self._gen_base)
+            config.max_new_tokens = max_new_tokens
+            config.min_new_tokens = 0
+            self._gen_configs[-max_new_tokens] = config  # negative keys: never a timed config
+        output = self._model.generate(**batch, generation_config=config)
+        generated = output[0, int(batch["input_ids"].shape[1]):]
+        return str(self._processor.tokenizer.decode(generated, skip_special_tokens=True)).strip()
+
     def _timing(
         self,
         inputs: WorkloadInputs,
