@@ -23,7 +23,7 @@ from .config.devices import load_devices
 from .config.suites import find_suite, list_suites
 from .config.yaml_lines import ConfigError
 from .plan import EngineMissing, ModelMissing, Paths, new_run_id, plan_run
-from .store.sqlite import RunRecord, Store, StoreError
+from .store import RunRecord, StoreError
 
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
@@ -60,15 +60,20 @@ def main(
     results_dir: Path = typer.Option(Path("results"), "--results-dir", envvar="BENCH_RESULTS_DIR",
                                      help="Where the results database and built models live."),
     reports_dir: Path = typer.Option(Path("reports"), "--reports-dir", envvar="BENCH_REPORTS_DIR"),
+    store: Optional[str] = typer.Option(None, "--store", envvar="BENCH_STORE",
+                                        help="Results store: a file, sqlite:///PATH or postgresql://USER@HOST:PORT/DB "
+                                             "(default RESULTS_DIR/bench.sqlite)."),
 ) -> None:
     ctx.obj = Paths(devices_file=devices_file, suites_dir=suites_dir, results_dir=results_dir,
-                    reports_dir=reports_dir)
+                    reports_dir=reports_dir, store_url=store)
 
 
-def _store(paths: Paths) -> Store:
+def _store(paths: Paths):
+    from .store import open_store
+
     try:
-        return Store(paths.store_path)
-    except StoreError as exc:
+        return open_store(paths.store_url or paths.store_path)
+    except (StoreError, ImportError) as exc:
         raise _fail(str(exc), EXIT_CONFIG) from None
 
 
@@ -227,21 +232,103 @@ def run(
 @app.command()
 def report(
     ctx: typer.Context,
-    run_id: str = typer.Argument("latest", help="A run id or 'latest'."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Directory (default reports/RUN_ID)."),
+    run_ids: Optional[List[str]] = typer.Argument(None, help="Run id(s) or 'latest' (default latest)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Directory (default reports/RUN_ID, reports/history, reports/compare-...)."),
+    history: bool = typer.Option(False, "--history", help="Per-board, per-metric time series with change points."),
+    compare: bool = typer.Option(False, "--compare", help="Procurement report ranking the boards of RUN_IDS."),
+    suite: Optional[str] = typer.Option(None, "--suite", help="History: only this suite."),
+    tag: Optional[str] = typer.Option(None, "--tag", help="History: only runs with this tag."),
+    last: Optional[int] = typer.Option(None, "--last", help="History: only the last N runs."),
+    metric: List[str] = typer.Option([], "--metric", help="History: metrics to plot (default: the main ones)."),
 ) -> None:
-    """Write index.html (tables + plots), summary.md and results.csv for a stored run."""
+    """A run's report (index.html, summary.md, results.csv), the history dashboard, or a comparison."""
     paths: Paths = ctx.obj
     store = _store(paths)
+    if history and compare:
+        raise _fail("choose one of --history and --compare", EXIT_CONFIG)
+    if history:
+        from .analysis.history import StepDetectorMissing
+        from .report.history import render_history
+
+        try:
+            page = render_history(store, out or paths.reports_dir / "history", metrics=metric or None,
+                                  suite=suite, tag=tag, last_runs=last)
+        except StepDetectorMissing as exc:
+            raise _fail(str(exc), EXIT_MISSING) from None
+        except StoreError as exc:
+            raise _fail(str(exc), EXIT_CONFIG) from None
+        err.print("wrote %s" % page)
+        return
+    ids = run_ids or ["latest"]
     try:
-        record = store.get_run(run_id)
+        records = [store.get_run(run_id) for run_id in ids]
     except StoreError as exc:
         raise _fail(str(exc), EXIT_CONFIG) from None
+    if compare:
+        from .report.compare import CompareError, render_compare
+
+        inventory = _inventory(paths)
+        target = out or paths.reports_dir / ("compare-" + "-".join(r.run_id for r in records)[:120])
+        try:
+            page = render_compare(store, [r.run_id for r in records], inventory, target)
+        except CompareError as exc:
+            raise _fail(str(exc), EXIT_CONFIG) from None
+        err.print("wrote %s" % page)
+        return
     from .report import write_report
 
-    target = out or paths.reports_dir / record.run_id
-    written = write_report(record.as_dict(), store.measurements(record.run_id), target)
-    err.print("wrote %s, %s, %s" % (written.index_html, written.summary_md, written.results_csv))
+    for record in records:
+        target = out if (out and len(records) == 1) else paths.reports_dir / record.run_id
+        written = write_report(record.as_dict(), store.measurements(record.run_id), target)
+        err.print("wrote %s, %s, %s" % (written.index_html, written.summary_md, written.results_csv))
+
+
+# -- bench regress -----------------------------------------------------------------------------
+@app.command()
+def regress(
+    ctx: typer.Context,
+    baseline: str = typer.Option("last:7", "--baseline", help="A run id, tag:NAME or last:N."),
+    metric: List[str] = typer.Option([], "--metric", help="Metrics to compare (default: all)."),
+    threshold: float = typer.Option(0.05, "--threshold", help="Practical threshold (0.05 = 5%)."),
+    alpha: float = typer.Option(0.01, "--alpha", help="Mann-Whitney U significance level."),
+    run: Optional[str] = typer.Option(None, "--run", help="The run to judge (default: the latest per series)."),
+    suite: Optional[str] = typer.Option(None, "--suite"),
+    devices: Optional[str] = typer.Option(None, "--devices", help="Comma-separated device names."),
+    tag: Optional[str] = typer.Option(None, "--tag", help="Only runs with this tag (e.g. nightly)."),
+    min_persist: int = typer.Option(2, "--min-persist", help="Runs a new level must hold to count (1 for a PR gate)."),
+    window: int = typer.Option(30, "--window", help="Runs of history for the step detector."),
+    json_out: bool = typer.Option(False, "--json", help="JSON on stdout."),
+    markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write a markdown summary (CI comment)."),
+    junit: Optional[Path] = typer.Option(None, "--junit", help="Write JUnit XML."),
+    show_all: bool = typer.Option(False, "--all", help="Also list unchanged series."),
+) -> None:
+    """Compare the latest runs with a baseline; exit 1 on a confirmed regression."""
+    from .analysis.history import StepDetectorMissing
+    from .analysis.regress import RegressError, regress as run_regress, suite_thresholds
+    from .analysis.regress_output import emit
+
+    paths: Paths = ctx.obj
+    store = _store(paths)
+    if baseline.startswith("tag:"):
+        wanted = baseline[4:]
+        known = sorted({t for r in store.list_runs() for t in r.tags})
+        if wanted not in known:
+            raise _fail("no run is tagged %r; tags in the store: %s" % (wanted, ", ".join(known) or "(none)"),
+                        EXIT_CONFIG)
+    try:
+        result = run_regress(
+            store, baseline=baseline, metrics=metric or None, threshold=threshold, alpha=alpha,
+            suite_thresholds=suite_thresholds(paths.suites_dir), run=run, suite=suite,
+            devices=[d.strip() for d in devices.split(",")] if devices else None, tag=tag,
+            min_persist=min_persist, window=window,
+        )
+    except (RegressError, StoreError) as exc:
+        raise _fail(str(exc), EXIT_CONFIG) from None
+    except StepDetectorMissing as exc:
+        raise _fail(str(exc), EXIT_MISSING) from None
+    code = emit(result, err, json_stdout=sys.stdout if json_out else None, markdown=markdown, junit=junit,
+                show_unchanged=show_all)
+    raise typer.Exit(code)
 
 
 # -- bench results -----------------------------------------------------------------------------

@@ -34,6 +34,7 @@ class Paths:
     suites_dir: Path
     results_dir: Path
     reports_dir: Path
+    store_url: Optional[str] = None  # a file, sqlite:///PATH or postgresql://...; None: store_path
 
     @property
     def store_path(self) -> Path:

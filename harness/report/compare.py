@@ -1,0 +1,138 @@
+"""The procurement report: boards ranked per workload, a Pareto plot of latency vs energy per
+query, and a one-page summary a buyer can read, as one self-contained HTML file plus a CSV of
+the figures (``compare.html``, ``compare.csv``).
+
+    from harness.report.compare import render_compare
+    path = render_compare(store, ["RUN_A", "RUN_B"], load_devices(Path("devices.yaml")), Path("reports/compare"))
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence
+
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator
+
+from harness.analysis.procurement import CRITERIA, BoardFigures, ProcurementReport, compare_boards
+from harness.store.base import BaseStore
+
+from .history import figure_png, page_environment, plain, png_data_uri
+
+COMPARE_TEMPLATE = "compare.html.j2"
+COMPARE_FILE = "compare.html"
+COMPARE_CSV = "compare.csv"
+_COLOURS = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f")
+
+
+def _fmt(value: Optional[float], digits: int = 3) -> str:
+    if value is None or not math.isfinite(value):
+        return "-"
+    if abs(value) >= 100:
+        return "{:,.0f}".format(value)
+    if abs(value) >= 10:
+        return "%.1f" % value
+    return ("%." + str(digits) + "g") % value
+
+
+@dataclass
+class _Cell:
+    text: str
+    rank: Optional[int]
+
+
+def _cells(f: BoardFigures) -> Dict[str, _Cell]:
+    out = {}
+    for key, _label, _higher in CRITERIA:
+        value = getattr(f, key)
+        text = _fmt(value) if key != "accuracy" else ("%.1f%%" % (100 * value) if value is not None else "not measured")
+        out[key] = _Cell(text, f.ranks.get(key))
+    return out
+
+
+def pareto_plot(report: ProcurementReport) -> Optional[bytes]:
+    """Latency (e2e per query) vs energy per query, log-log, one panel per workload; the Pareto
+    front (no board both faster and cheaper in energy) joined by a line."""
+    panels = [(c.workload, [f for f in c.boards if f.e2e_ms and f.energy_j]) for c in report.workloads]
+    panels = [(w, fs) for w, fs in panels if fs]
+    if not panels:
+        return None
+    fig = Figure(figsize=(5.0 * len(panels), 4.2))
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    devices = sorted({f.device for _w, fs in panels for f in fs})
+    colour = {d: _COLOURS[i % len(_COLOURS)] for i, d in enumerate(devices)}
+    for ax, (workload, figs) in zip(axes, panels):
+        for f in figs:
+            ax.scatter([f.e2e_ms], [f.energy_j], s=60 if f.pareto else 30, color=colour[f.device],
+                       edgecolors="black" if f.pareto else "none", zorder=3)
+            ax.annotate(plain(f.label, 28), (f.e2e_ms, f.energy_j), xytext=(5, 4), textcoords="offset points",
+                        fontsize=7)
+        front = sorted((f for f in figs if f.pareto), key=lambda f: f.e2e_ms)
+        if len(front) > 1:
+            ax.plot([f.e2e_ms for f in front], [f.energy_j for f in front], color="#888", linestyle="--",
+                    linewidth=1, zorder=2)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        plain_number = FuncFormatter(lambda value, _pos: "%g" % value)
+        for axis in (ax.xaxis, ax.yaxis):  # few, plainly written ticks: minor labels at 2..9 overlap
+            axis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
+            axis.set_major_formatter(plain_number)
+            axis.set_minor_formatter(plain_number)
+        ax.set_xlabel("end-to-end latency per query (ms, log)", fontsize=8)
+        ax.set_ylabel("energy per query (J, log)", fontsize=8)
+        ax.set_title(plain("%s: lower-left is better; ringed = Pareto-optimal" % workload, 70), fontsize=9)
+        ax.grid(True, which="both", alpha=0.25)
+        ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    return figure_png(fig, dpi=90)
+
+
+def write_csv(report: ProcurementReport, path: Path) -> None:
+    columns = ("workload", "device", "variant", "backend", "board_type", "run_id", "emulated", "time_scale", "n",
+               "ttft_ms", "decode_tps", "e2e_ms", "energy_j", "avg_power_w", "perf_per_w", "price_usd",
+               "perf_per_kusd", "accuracy", "bandwidth_gbps", "weight_bytes", "ceiling_tps", "roofline_pct", "pareto",
+               "price_source", "bandwidth_source", "energy_source", "weight_note")
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        for comparison in report.workloads:
+            for f in comparison.boards:
+                writer.writerow([getattr(f, c) for c in columns])
+
+
+def render_compare(store: BaseStore, run_ids: Sequence[str], devices_inventory: Any, out_dir: Path,
+                   reference_inventory: Any = None) -> Path:
+    """Write ``out_dir/compare.html`` (and ``compare.csv``) and return the HTML's path.
+
+    ``devices_inventory``: the loaded devices file the runs used (price, bandwidth, variants);
+    ``reference_inventory``: optional, e.g. the real devices.yaml when comparing emulated farm runs,
+    used by board type for whatever the first one lacks (and said so in the assumptions).
+    """
+    report = compare_boards(store, run_ids, devices_inventory, reference_inventory)
+    png = pareto_plot(report)
+    workloads = []
+    for comparison in report.workloads:
+        rows = []
+        for f in comparison.boards:
+            rows.append({
+                "f": f, "cells": _cells(f), "price": "$" + _fmt(f.price_usd) if f.price_usd else "unknown",
+                "power": _fmt(f.avg_power_w), "e2e": _fmt(f.e2e_ms),
+                "roofline": ("%.0f%%" % f.roofline_pct) if f.roofline_pct is not None else "-",
+                "ceiling": _fmt(f.ceiling_tps), "bandwidth": _fmt(f.bandwidth_gbps),
+            })
+        workloads.append({"c": comparison, "rows": rows})
+    html = page_environment().get_template(COMPARE_TEMPLATE).render(
+        report=report, workloads=workloads, criteria=CRITERIA,
+        pareto_uri=png_data_uri(png) if png else None,
+        generated_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), store=store.location,
+    )
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / COMPARE_FILE
+    path.write_text(html, encoding="utf-8")
+    write_csv(report, out / COMPARE_CSV)
+    return path

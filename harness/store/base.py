@@ -1,0 +1,374 @@
+"""What every results store does, written once over a tiny transaction interface.
+
+The SQL here uses ``:name`` parameters and only what SQLite (>= 3.24) and PostgreSQL both accept
+(``ON CONFLICT ... DO NOTHING / DO UPDATE``, ``LIMIT``), so :class:`harness.store.sqlite.Store`
+and :class:`harness.store.postgres.PostgresStore` differ only in how they open a transaction.
+Measurements are stored whole (their JSON record) beside the columns that identify them; the
+primary key is the measurement's identity, so pulling the same record twice stores it once.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+from ..runner.protocol import Measurement
+from .schema import (INSERT_PROVENANCE, INSERT_VALUE, MIGRATIONS, SCHEMA_VERSION, Tx, context_sha256,
+                     merge_run_info, provenance_context, render_step, run_history_info, value_rows)
+
+
+class StoreError(RuntimeError):
+    pass
+
+
+@dataclass
+class RunRecord:
+    run_id: str
+    created_at: str
+    suite: str
+    devices: List[str]
+    status: str
+    controller_commit: str = ""
+    tags: List[str] = field(default_factory=list)
+    info: Dict[str, Any] = field(default_factory=dict)
+    finished_at: Optional[str] = None
+    # history (schema 2): filled from the measurements as they arrive, "device/variant" names
+    variants: List[str] = field(default_factory=list)
+    runner_hashes: List[str] = field(default_factory=list)
+    model_hashes: Dict[str, str] = field(default_factory=dict)  # "device/variant" -> sha256
+
+    def as_dict(self) -> Dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "created_at": self.created_at,
+            "suite": self.suite,
+            "devices": self.devices,
+            "status": self.status,
+            "controller_commit": self.controller_commit,
+            "tags": self.tags,
+            "info": self.info,
+            "finished_at": self.finished_at,
+            "variants": self.variants,
+            "runner_hashes": self.runner_hashes,
+            "model_hashes": self.model_hashes,
+        }
+
+
+@dataclass
+class DeviceState:
+    run_id: str
+    device: str
+    state: str  # planned, running, finished, failed
+    error: Optional[str] = None
+    remote_run_dir: Optional[str] = None
+    results_offset: int = 0
+    info: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HistoryValues:
+    """Measured metric values (warm-up and failed repetitions excluded), column-wise."""
+
+    columns: Tuple[str, ...]
+    rows: List[Tuple[Any, ...]]
+
+
+@dataclass(frozen=True)
+class SeriesContext:
+    """The provenance one (run, device, suite, workload, variant) ran with."""
+
+    run_id: str
+    device: str
+    suite: str
+    workload: str
+    variant: str
+    backend: str
+    provenance: Dict[str, Any]
+    n_distinct: int  # >1: the provenance changed between repetitions of the same run
+
+
+HISTORY_COLUMNS = ("run_id", "device", "suite", "workload", "variant", "metric", "repetition", "value")
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _in_clause(name: str, values: Sequence[Any], params: Dict[str, Any]) -> str:
+    """``name IN (:name_0, ...)`` with the values bound (never formatted into the SQL)."""
+    keys = []
+    for index, value in enumerate(values):
+        key = "%s_%d" % (name.replace(".", "_"), index)
+        params[key] = value
+        keys.append(":" + key)
+    return "%s IN (%s)" % (name, ", ".join(keys))
+
+
+class BaseStore:
+    """The store's public API; subclasses provide ``dialect``, ``location`` and transactions."""
+
+    dialect = ""
+    location = ""  # for messages: a file path, or a URL without its password
+
+    # -- what a subclass provides -----------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        raise NotImplementedError
+        yield  # pragma: no cover
+
+    def query(self, sql: str, params: Optional[Dict[str, Any]] = None) -> List[Tuple[Any, ...]]:
+        with self.transaction() as tx:
+            return tx.query(sql, params)
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> "BaseStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- schema -----------------------------------------------------------------------------
+    def _lock_for_migration(self, tx: Tx) -> None:
+        """Serialise two controllers migrating the same database (PostgreSQL overrides)."""
+
+    def _migrate(self) -> None:
+        with self.transaction() as tx:
+            self._lock_for_migration(tx)
+            tx.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+            rows = tx.query("SELECT value FROM meta WHERE key = 'schema_version'")
+            current = int(rows[0][0]) if rows else 0
+            if current > SCHEMA_VERSION:
+                raise StoreError(
+                    "%s has schema version %d, this bench knows up to %d: upgrade edge-vlm-bench"
+                    % (self.location, current, SCHEMA_VERSION)
+                )
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                for step in MIGRATIONS[version]:
+                    if callable(step):
+                        step(tx)
+                    else:
+                        tx.execute(render_step(step, self.dialect))
+                tx.execute(
+                    "INSERT INTO meta(key, value) VALUES ('schema_version', :v)"
+                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value", {"v": str(version)},
+                )
+
+    def schema_version(self) -> int:
+        rows = self.query("SELECT value FROM meta WHERE key = 'schema_version'")
+        return int(rows[0][0]) if rows else 0
+
+    # -- runs -------------------------------------------------------------------------------
+    _RUN_COLUMNS = ("run_id, created_at, suite, devices, status, controller_commit, tags, info, finished_at,"
+                    " variants, runner_hashes, model_hashes")
+
+    def create_run(self, run: RunRecord) -> None:
+        with self.transaction() as tx:
+            tx.execute(
+                "INSERT INTO runs(run_id, created_at, suite, devices, status, controller_commit, tags, info,"
+                " variants, runner_hashes, model_hashes)"
+                " VALUES (:run_id, :created_at, :suite, :devices, :status, :commit, :tags, :info,"
+                " :variants, :runners, :models)",
+                {"run_id": run.run_id, "created_at": run.created_at or _now(), "suite": run.suite,
+                 "devices": json.dumps(run.devices), "status": run.status, "commit": run.controller_commit,
+                 "tags": json.dumps(run.tags), "info": json.dumps(run.info),
+                 "variants": json.dumps(sorted(run.variants)), "runners": json.dumps(sorted(run.runner_hashes)),
+                 "models": json.dumps(run.model_hashes, sort_keys=True)},
+            )
+
+    def finish_run(self, run_id: str, status: str) -> None:
+        with self.transaction() as tx:
+            tx.execute("UPDATE runs SET status = :status, finished_at = :at WHERE run_id = :run_id",
+                       {"status": status, "at": _now(), "run_id": run_id})
+
+    def set_tags(self, run_id: str, tags: Sequence[str]) -> RunRecord:
+        """Replace a run's tags (e.g. mark a run as a release baseline after the fact)."""
+        run = self.get_run(run_id)
+        with self.transaction() as tx:
+            tx.execute("UPDATE runs SET tags = :tags WHERE run_id = :run_id",
+                       {"tags": json.dumps(list(dict.fromkeys(tags))), "run_id": run.run_id})
+        return self.get_run(run.run_id)
+
+    @staticmethod
+    def _run_from_row(row: Sequence[Any]) -> RunRecord:
+        return RunRecord(
+            run_id=row[0], created_at=row[1], suite=row[2], devices=json.loads(row[3]), status=row[4],
+            controller_commit=row[5], tags=json.loads(row[6]), info=json.loads(row[7]), finished_at=row[8],
+            variants=json.loads(row[9] or "[]"), runner_hashes=json.loads(row[10] or "[]"),
+            model_hashes=json.loads(row[11] or "{}"),
+        )
+
+    def get_run(self, run_id: str) -> RunRecord:
+        if run_id == "latest":
+            latest = self.latest_run()
+            if latest is None:
+                raise StoreError("no runs in %s yet; start one with `bench run`" % self.location)
+            return latest
+        rows = self.query("SELECT %s FROM runs WHERE run_id = :run_id" % self._RUN_COLUMNS, {"run_id": run_id})
+        if not rows:
+            recent = [r.run_id for r in self.list_runs(limit=5)]
+            raise StoreError(
+                "no run %r in %s; recent runs: %s" % (run_id, self.location, ", ".join(recent) or "(none)")
+            )
+        return self._run_from_row(rows[0])
+
+    def latest_run(self) -> Optional[RunRecord]:
+        rows = self.query("SELECT %s FROM runs ORDER BY created_at DESC, rowid DESC LIMIT 1" % self._RUN_COLUMNS)
+        return self._run_from_row(rows[0]) if rows else None
+
+    def list_runs(self, limit: Optional[int] = None, tag: Optional[str] = None,
+                  suite: Optional[str] = None) -> List[RunRecord]:
+        """Runs, newest first; ``tag`` and ``suite`` filter (a tag is matched exactly)."""
+        sql = "SELECT %s FROM runs" % self._RUN_COLUMNS
+        params: Dict[str, Any] = {}
+        if suite is not None:
+            sql += " WHERE suite = :suite"
+            params["suite"] = suite
+        sql += " ORDER BY created_at DESC, rowid DESC"
+        if limit is not None and tag is None:  # a tag filter is applied after reading (tags are JSON)
+            sql += " LIMIT :limit"
+            params["limit"] = int(limit)
+        runs = [self._run_from_row(r) for r in self.query(sql, params)]
+        if tag is not None:
+            runs = [r for r in runs if tag in r.tags]
+            if limit is not None:
+                runs = runs[:limit]
+        return runs
+
+    # -- per-device progress (for resume) ---------------------------------------------------
+    def set_device_state(self, state: DeviceState) -> None:
+        with self.transaction() as tx:
+            tx.execute(
+                "INSERT INTO run_devices(run_id, device, state, error, remote_run_dir, results_offset, info)"
+                " VALUES (:run_id, :device, :state, :error, :dir, :offset, :info)"
+                " ON CONFLICT (run_id, device) DO UPDATE SET state = excluded.state, error = excluded.error,"
+                " remote_run_dir = excluded.remote_run_dir, results_offset = excluded.results_offset,"
+                " info = excluded.info",
+                {"run_id": state.run_id, "device": state.device, "state": state.state, "error": state.error,
+                 "dir": state.remote_run_dir, "offset": state.results_offset, "info": json.dumps(state.info)},
+            )
+
+    def device_states(self, run_id: str) -> List[DeviceState]:
+        rows = self.query(
+            "SELECT run_id, device, state, error, remote_run_dir, results_offset, info"
+            " FROM run_devices WHERE run_id = :run_id ORDER BY device", {"run_id": run_id})
+        return [DeviceState(r[0], r[1], r[2], r[3], r[4], int(r[5]), json.loads(r[6])) for r in rows]
+
+    # -- measurements -----------------------------------------------------------------------
+    def add_measurements(self, records: Iterable[Measurement], results_offset: Optional[int] = None,
+                         device_state: Optional[DeviceState] = None) -> int:
+        """Store records (duplicates ignored) and, in the same transaction, the pull offset.
+
+        The history tables (measured values, deduplicated provenance, the run's variants and
+        hashes) are written in the same transaction, for new records only.
+        """
+        added = 0
+        with self.transaction() as tx:
+            new: List[Dict[str, Any]] = []
+            contexts: Dict[str, str] = {}
+            for m in records:
+                record = json.loads(m.to_json())
+                context = provenance_context(record)
+                sha = context_sha256(context)
+                count = tx.execute(
+                    "INSERT INTO measurements(run_id, device, workload, variant, repetition, suite, backend,"
+                    " warmup, status, started_at, record, provenance_sha256) VALUES (:run_id, :device,"
+                    " :workload, :variant, :repetition, :suite, :backend, :warmup, :status, :started_at,"
+                    " :record, :sha) ON CONFLICT DO NOTHING",
+                    {"run_id": m.run_id, "device": m.device, "workload": m.workload, "variant": m.variant,
+                     "repetition": m.repetition, "suite": m.suite, "backend": m.backend,
+                     "warmup": int(m.warmup), "status": m.status, "started_at": m.started_at,
+                     "record": m.to_json(), "sha": sha},
+                )
+                if count:
+                    added += count
+                    new.append(record)
+                    contexts.setdefault(sha, json.dumps(context, sort_keys=True, default=str))
+            if contexts:
+                tx.executemany(INSERT_PROVENANCE, [{"sha256": k, "record": v} for k, v in contexts.items()])
+            values = [row for record in new for row in value_rows(record)]
+            if values:
+                tx.executemany(INSERT_VALUE, values)
+            if new:
+                merge_run_info(tx, run_history_info(new))
+            if device_state is not None:
+                if results_offset is not None:
+                    device_state.results_offset = results_offset
+                tx.execute(
+                    "UPDATE run_devices SET results_offset = :offset, state = :state"
+                    " WHERE run_id = :run_id AND device = :device",
+                    {"offset": device_state.results_offset, "state": device_state.state,
+                     "run_id": device_state.run_id, "device": device_state.device},
+                )
+        return added
+
+    def measurements(self, run_id: Optional[str] = None) -> List[Dict[str, Any]]:
+        if run_id is None:
+            rows = self.query("SELECT record FROM measurements ORDER BY rowid")
+        else:
+            rows = self.query(
+                "SELECT record FROM measurements WHERE run_id = :run_id"
+                " ORDER BY device, workload, variant, repetition", {"run_id": run_id})
+        return [json.loads(r[0]) for r in rows]
+
+    def count(self, run_id: str) -> int:
+        return int(self.query("SELECT COUNT(*) FROM measurements WHERE run_id = :run_id",
+                              {"run_id": run_id})[0][0])
+
+    # -- history ----------------------------------------------------------------------------
+    def history_values(self, metrics: Optional[Sequence[str]] = None, suite: Optional[str] = None,
+                       devices: Optional[Sequence[str]] = None,
+                       run_ids: Optional[Sequence[str]] = None) -> HistoryValues:
+        """Every measured value (warm-up and failed repetitions excluded) matching the filters,
+        as rows of :data:`HISTORY_COLUMNS`, in no particular order."""
+        clauses: List[str] = []
+        params: Dict[str, Any] = {}
+        if metrics:
+            clauses.append(_in_clause("metric", list(metrics), params))
+        if devices:
+            clauses.append(_in_clause("device", list(devices), params))
+        if suite is not None:
+            clauses.append("suite = :suite")
+            params["suite"] = suite
+        if run_ids is not None:
+            if not run_ids:
+                return HistoryValues(HISTORY_COLUMNS, [])
+            clauses.append(_in_clause("run_id", list(run_ids), params))
+        sql = "SELECT %s FROM measurement_values" % ", ".join(HISTORY_COLUMNS)
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        return HistoryValues(HISTORY_COLUMNS, self.query(sql, params))
+
+    def series_contexts(self, run_ids: Optional[Sequence[str]] = None, suite: Optional[str] = None,
+                        devices: Optional[Sequence[str]] = None) -> List[SeriesContext]:
+        """Per (run, device, suite, workload, variant): the provenance of its measured, successful
+        repetitions (normally one; when they differ, ``n_distinct`` says how many and the one with
+        the smallest hash is returned, so the answer is the same on every backend)."""
+        clauses = ["warmup = 0", "status = 'ok'"]
+        params: Dict[str, Any] = {}
+        if run_ids is not None:
+            if not run_ids:
+                return []
+            clauses.append(_in_clause("run_id", list(run_ids), params))
+        if suite is not None:
+            clauses.append("suite = :suite")
+            params["suite"] = suite
+        if devices:
+            clauses.append(_in_clause("device", list(devices), params))
+        rows = self.query(
+            "SELECT run_id, device, suite, workload, variant, backend, MIN(provenance_sha256),"
+            " COUNT(DISTINCT provenance_sha256) FROM measurements WHERE %s"
+            " GROUP BY run_id, device, suite, workload, variant, backend" % " AND ".join(clauses), params)
+        shas = sorted({r[6] for r in rows if r[6]})
+        contexts: Dict[str, Dict[str, Any]] = {}
+        for start in range(0, len(shas), 500):  # bounded IN lists
+            chunk: Dict[str, Any] = {}
+            clause = _in_clause("sha256", shas[start:start + 500], chunk)
+            for sha, text in self.query("SELECT sha256, record FROM provenances WHERE %s" % clause, chunk):
+                contexts[sha] = json.loads(text)
+        return [SeriesContext(r[0], r[1], r[2], r[3], r[4], r[5], contexts.get(r[6], {}), int(r[7]))
+                for r in rows]
