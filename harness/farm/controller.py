@@ -131,6 +131,7 @@ class DeviceJob:
         self.mirror = (mirror_dir / plan.spec.run_id / ("%s.results.jsonl" % plan.device.name)
                        if mirror_dir is not None else None)
         self.integrity = ""
+        self.final_status: Dict[str, object] = {}
         self.events_offset = 0
         self.uploaded = 0
         self.error_kinds: List[str] = []
@@ -299,7 +300,10 @@ class DeviceJob:
         if self.mirror is None:
             return
         path = posixpath.join(self.run_dir, RESULTS)
-        remote = remote_sha256(transport, self.plan.python, path, self._timeout_s("hash"))
+        # the runner hashes its journal when it finishes; ask the board only when it could not
+        remote = self.final_status.get("results_sha256") if self.final_status else None
+        if not remote:
+            remote = remote_sha256(transport, self.plan.python, path, self._timeout_s("hash"))
         if remote == "missing":
             return  # the runner wrote nothing: every failure is in its status and stderr
         local = hashlib.sha256(self.mirror.read_bytes() if self.mirror.exists() else b"").hexdigest()
@@ -343,6 +347,7 @@ class DeviceJob:
             self._with_reconnect(self._pull)
             status = self._with_reconnect(self._status)
             if isinstance(status, dict) and status.get("state") in ("finished", "failed"):
+                self.final_status = status
                 self._with_reconnect(self._pull)
                 if status.get("state") == "failed":
                     raise DeviceFailed("runner failed: %s" % status.get("error", "unknown error"))

@@ -47,6 +47,18 @@ printf 'NOW %s\n' "$(date +%s)"
 case $op in
   show) printf 'TOKEN %s\n%s' "$tok" "$cur"; exit 0 ;;
   force) rm -f lease.json; printf 'TOKEN %s\n%s' "$tok" "$cur"; exit 0 ;;
+  take)  # $3 ttl seconds, $4 our lease JSON with @NOW@ and @EXP@ for the board's clock
+    now=$(date +%s)
+    exp=$(printf '%s' "$cur" | sed -n 's/.*"expires_at": *\([0-9.eE+-]*\).*/\1/p')
+    if [ -n "$exp" ] && awk -v e="$exp" -v n="$now" 'BEGIN { exit !(e > n) }'; then
+      printf 'TOKEN %s\n%s' "$tok" "$cur"; exit 3
+    fi
+    end=$(awk -v n="$now" -v t="$expect" 'BEGIN { printf "%.3f", n + t }')
+    mine=$(printf '%s' "$new" | sed "s/@NOW@/$now/; s/@EXP@/$end/")
+    printf '%s' "$mine" > .lease.json.$$ && mv -f .lease.json.$$ lease.json || exit 70
+    printf 'TOKEN %s\n%s\n@@PREVIOUS@@\n%s' \
+      "$(printf '%s' "$mine" | sed -n 's/.*"lease_id": *"\([^"]*\)".*/\1/p')" "$mine" "$cur"
+    exit 0 ;;
 esac
 if [ "$tok" != "$expect" ]; then printf 'TOKEN %s\n%s' "$tok" "$cur"; exit 3; fi
 case $op in
@@ -226,28 +238,44 @@ def acquire(
     run of ours) raises LeaseHeld naming the holder, or with ``wait`` is polled every poll_s
     until free or wait_timeout_s (None: forever). An expired lease is taken over."""
     started = time.monotonic()
-    _, state = _call(transport, workdir, "show", timeout_s=timeout_s)
     while True:
+        # one remote command: under the board's lock, take the lease if it is free, expired or
+        # unreadable (we write atomically, so garbage is nobody's lease), else report the holder
+        ok, state, mine, previous = _take(transport, workdir, owner, ttl_s, timeout_s)
+        if ok and mine is not None:
+            return Lease(transport, workdir, mine, took_over=previous, timeout_s=timeout_s)
         holder = state.info
-        if holder is not None and holder.expires_at > state.now():
-            waited = time.monotonic() - started
-            remaining = poll_s if wait_timeout_s is None else wait_timeout_s - waited
-            if not wait or remaining <= 0:
-                raise LeaseHeld(_held_message(transport.name, holder, state.now(),
-                                              waited if wait else None), holder)
-            # wake at the next poll, or just after the holder's expiry if that comes first
-            time.sleep(max(0.05, min(poll_s, remaining, holder.expires_at - state.now() + 0.05)))
-            _, state = _call(transport, workdir, "show", timeout_s=timeout_s)
-            continue
-        # free, expired, or unreadable (we write atomically, so garbage is nobody's lease)
-        now = state.now()
-        mine = LeaseInfo(uuid.uuid4().hex, owner.user, owner.host, owner.pid, owner.run_id,
-                         acquired_at=now, expires_at=now + ttl_s)
-        ok, new_state = _call(transport, workdir, "put", state.token, mine.to_json(),
-                              timeout_s=timeout_s)
-        if ok:
-            return Lease(transport, workdir, mine, took_over=holder, timeout_s=timeout_s)
-        state = new_state  # someone else changed it between our look and our CAS: look again
+        if holder is None:
+            raise LeaseError("%s: the lease script refused without naming a holder: %r"
+                             % (transport.name, state.raw[:200]))
+        waited = time.monotonic() - started
+        remaining = poll_s if wait_timeout_s is None else wait_timeout_s - waited
+        if not wait or remaining <= 0:
+            raise LeaseHeld(_held_message(transport.name, holder, state.now(),
+                                          waited if wait else None), holder)
+        # wake at the next poll, or just after the holder's expiry if that comes first
+        time.sleep(max(0.05, min(poll_s, remaining, holder.expires_at - state.now() + 0.05)))
+
+
+_PREVIOUS = "\n@@PREVIOUS@@\n"
+
+
+def _take(transport: Transport, workdir: str, owner: LeaseOwner, ttl_s: float, timeout_s: float
+          ) -> Tuple[bool, _State, Optional[LeaseInfo], Optional[LeaseInfo]]:
+    """(taken, state, our lease, the expired lease it replaced)."""
+    template = LeaseInfo(uuid.uuid4().hex, owner.user, owner.host, owner.pid, owner.run_id,
+                         acquired_at=0.0, expires_at=0.0).to_json()
+    template = template.replace('"acquired_at": 0.0', '"acquired_at": @NOW@').replace(
+        '"expires_at": 0.0', '"expires_at": @EXP@')
+    ok, state = _call(transport, workdir, "take", "%.3f" % ttl_s, template, timeout_s=timeout_s)
+    if not ok:
+        return False, state, None, None
+    mine_raw, _, previous_raw = state.raw.partition(_PREVIOUS)
+    mine = LeaseInfo.from_json(mine_raw)
+    if mine is None:
+        raise LeaseError("%s: unexpected lease written by the board: %r" % (transport.name, mine_raw[:200]))
+    previous = LeaseInfo.from_json(previous_raw) if previous_raw.strip() else None
+    return True, state, mine, previous
 
 
 def read_lease(

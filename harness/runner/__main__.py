@@ -77,7 +77,7 @@ def _run(spec_path: str, run_dir: str, echo_events: bool) -> int:
         journal.close()
         sys.stderr.write(traceback.format_exc())
         return EXIT_CRASH
-    journal.status("finished", exit_code=code)
+    journal.status("finished", exit_code=code, **journal.results_digest())
     journal.close()
     return code
 

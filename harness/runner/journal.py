@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -84,6 +85,18 @@ class Journal:
             data.update(fields)
             self._status = data
             write_json_atomic(os.path.join(self.run_dir, STATUS), data)
+
+    def results_digest(self) -> Dict[str, Any]:
+        """sha256 and size of results.jsonl as written: the controller checks what it pulled
+        against this without running a command on the board."""
+        self._results.flush()
+        digest = hashlib.sha256()
+        size = 0
+        with open(os.path.join(self.run_dir, RESULTS), "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+                size += len(block)
+        return {"results_sha256": digest.hexdigest(), "results_bytes": size}
 
     def start_heartbeat(self, interval_s: float = 2.0) -> None:
         """Bump status.json's heartbeat counter every interval_s: the controller reads the file it
