@@ -169,6 +169,17 @@ def run(
             status="running", controller_commit=plans[0].spec.controller.get("git_commit", ""),
             tags=list(tag), info={"suite_file": str(suite_obj.path), "controller_version": __version__},
         ))
+    session = None
+    if suite_obj.config.accuracy is not None:
+        try:
+            from .eval.suite import prepare
+        except ImportError as exc:
+            raise _fail("suite %s measures accuracy with lm-eval (%s); install it with: "
+                        "pip install 'edge-vlm-bench[eval]'" % (suite_obj.name, exc), EXIT_MISSING) from None
+        try:
+            session = prepare(suite_obj, suite_obj.config.accuracy, plans)
+        except (ValueError, ConfigError) as exc:
+            raise _fail(str(exc), EXIT_CONFIG) from None
     err.print("run [bold]%s[/]: suite %s on %s" % (run_id, suite_obj.name, ", ".join(p.device.name for p in plans)))
 
     rows: Dict[str, object] = {}
@@ -183,6 +194,21 @@ def run(
     with live:
         outcomes = run_plans(plans, store, build_runner(), _make_transport_factory(paths, inventory),
                              on_progress, resume=bool(resume), mirror_dir=paths.results_dir / "pulled")
+    accuracy_results: List[dict] = []
+    if session is not None:
+        from .eval.suite import score
+
+        accuracy_results = score(session, run_id, paths.results_dir, notify=lambda m: err.print(m, markup=False))
+        acc_table = Table(title="accuracy (%s, %s)" % (session.config.task, session.config.metric))
+        for column in ("device", "variant", "accuracy", "95% CI", "n"):
+            acc_table.add_column(column)
+        for item in accuracy_results:
+            acc = item.get("accuracy")
+            ci = (item.get("ci_low"), item.get("ci_high"))
+            acc_table.add_row(str(item.get("device")), str(item.get("variant")),
+                              "%.3f" % acc if acc is not None else "-",
+                              "%.3f-%.3f" % ci if None not in ci else "-", str(item.get("n", "")))
+        err.print(acc_table)
     ok = all(o.state == "finished" and o.errors == 0 for o in outcomes)
     store.finish_run(run_id, "finished" if ok else "failed")
     records = store.measurements(run_id)
@@ -219,6 +245,7 @@ def run(
             "ok": ok,
             "devices": [o.__dict__ for o in outcomes],
             "summary": summary,
+            "accuracy": accuracy_results,
             "measurements": records,
         }
         sys.stdout.write(json.dumps(payload, indent=1, sort_keys=True) + "\n")
@@ -279,8 +306,16 @@ def report(
 
     for record in records:
         target = out if (out and len(records) == 1) else paths.reports_dir / record.run_id
-        written = write_report(record.as_dict(), store.measurements(record.run_id), target)
+        measurements = store.measurements(record.run_id)
+        written = write_report(record.as_dict(), measurements, target)
         err.print("wrote %s, %s, %s" % (written.index_html, written.summary_md, written.results_csv))
+        try:
+            from .eval.report import write_accuracy_report
+        except ImportError:
+            continue  # no accuracy tooling installed: runs without accuracy need none
+        accuracy = write_accuracy_report(record.run_id, paths.results_dir, measurements, target)
+        if accuracy is not None:
+            err.print("wrote the accuracy table and plot in %s" % target)
 
 
 # -- bench regress -----------------------------------------------------------------------------
@@ -414,6 +449,34 @@ def models_make(
     made = make_model(arch, preset, out, seed=seed)
     err.print("built %s (%s preset, %.1f M parameters, random weights) in %.1f s at %s"
               % (made.arch, made.preset, made.n_parameters / 1e6, made.seconds, made.path))
+
+
+@models_app.command("quantize")
+def models_quantize(
+    source: Path = typer.Option(..., "--model", help="A model directory (e.g. the fp32 canary)."),
+    method: List[str] = typer.Option(["int8-dynamic", "int4-weight"], "--method",
+                                     help="int8-dynamic, int8-weight or int4-weight (torchao); repeatable."),
+    out: Path = typer.Option(..., "--out", help="Directory; each variant goes to OUT/METHOD."),
+) -> None:
+    """Make quantized variants of a model with real tools (torchao), for accuracy-vs-speed suites."""
+    try:
+        from .models.quantize import METHODS, quantize_variants
+    except ImportError as exc:
+        raise _fail("bench models quantize needs torch, transformers and torchao (%s); install them with: "
+                    "pip install 'edge-vlm-bench[local,eval]'" % exc, EXIT_MISSING) from None
+    unknown = [m for m in method if m not in METHODS]
+    if unknown:
+        raise _fail("unknown method(s) %s; methods: %s" % (", ".join(unknown), ", ".join(METHODS)), EXIT_CONFIG)
+    if not (source / "config.json").is_file():
+        raise _fail("%s is not a model directory (no config.json)" % source, EXIT_MISSING)
+    try:
+        results = quantize_variants(source, method, out)
+    except ImportError as exc:
+        raise _fail("%s; install it with: pip install 'edge-vlm-bench[eval]'" % exc, EXIT_MISSING) from None
+    for result in results:
+        err.print("%s: %s (%d modules quantized, %.1f MB of weights, %.1f s)"
+                  % (result.method, result.path, len(result.quantized_modules), result.weights_bytes / 1e6,
+                     result.seconds))
 
 
 # -- bench devices / suites --------------------------------------------------------------------

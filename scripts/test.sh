@@ -13,6 +13,6 @@ if [ ${#need[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-bash scripts/setup-venv.sh local,dev,openvino,postgres,browser
+bash scripts/setup-venv.sh local,dev,openvino,postgres,browser,eval
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 .venv/bin/python -m pytest -q "$@"

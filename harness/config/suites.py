@@ -7,6 +7,7 @@ from typing import Dict, List, Literal, Optional, Tuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ..eval.config import AccuracyConfig
 from .devices import NAME_PATTERN
 from .yaml_lines import ConfigError, format_validation_error, load_yaml
 
@@ -50,6 +51,8 @@ class SuiteConfig(_Strict):
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     # per-metric practical thresholds for regressions, e.g. {"ttft_ms": 0.05}
     thresholds: Dict[str, float] = Field(default_factory=dict)
+    # an lm-eval task answered on the board by every model variant (harness/eval)
+    accuracy: Optional[AccuracyConfig] = None
 
     @model_validator(mode="after")
     def _unique(self) -> "SuiteConfig":

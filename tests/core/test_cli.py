@@ -133,3 +133,10 @@ def test_engine_not_installed(project: Path, tmp_path_factory: pytest.TempPathFa
     proc = bench(project, "run", "--suite", "image", "--devices", "bare")
     assert proc.returncode == 3, proc.stderr
     assert "pip install 'edge-vlm-bench[local]'" in proc.stderr
+
+
+def test_models_quantize_refuses_unknown_methods_and_non_models(project: Path) -> None:
+    proc = bench(project, "models", "quantize", "--model", ".", "--method", "int3-magic", "--out", "q")
+    assert proc.returncode == 2 and "unknown method(s) int3-magic" in proc.stderr and "int4-weight" in proc.stderr
+    proc = bench(project, "models", "quantize", "--model", "suites", "--method", "int8-weight", "--out", "q")
+    assert proc.returncode == 3 and "not a model directory" in proc.stderr

@@ -1,0 +1,188 @@
+"""The accuracy part of a report: one table per board (VILA-README style) and a plot.
+
+Per device and variant: accuracy with its 95% Wilson interval, the change against the reference
+variant with McNemar's paired p-value, and the same variant's TTFT, decode tok/s, peak memory and
+energy per query from the same run's measurements (medians over measured repetitions, warm-up
+excluded). ``write_accuracy_report`` writes ``accuracy.md``, ``accuracy.csv``, ``accuracy.html``
+(self-contained) and ``accuracy_vs_latency.png`` into a report directory, and returns the
+markdown and HTML fragments so ``bench report`` can also embed them in its own pages.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from .store import AccuracyStore
+
+LATENCY = (("ttft_ms", "TTFT ms"), ("decode_tps", "decode tok/s"), ("peak_host_mb", "peak host MB"),
+           ("peak_accel_mb", "peak accel MB"), ("energy_j", "energy J/query"))
+COLUMNS = ("device", "variant", "backend", "n", "accuracy", "95% CI", "delta vs ref", "McNemar p",
+           "failed") + tuple(label for _, label in LATENCY) + ("latency workload",)
+
+
+@dataclass
+class AccuracyReport:
+    rows: List[Dict[str, Any]]
+    markdown: str
+    html_fragment: str
+    files: Dict[str, Path] = field(default_factory=dict)
+
+
+def latency_by_variant(measurements: Sequence[Dict[str, Any]]) -> Dict[Tuple[str, str], Dict[str, Any]]:
+    """Medians of the latency/memory/energy metrics per (device, variant), measured reps only."""
+    groups: Dict[Tuple[str, str], List[Dict[str, Any]]] = {}
+    for record in measurements:
+        if record.get("status") == "ok" and not record.get("warmup"):
+            groups.setdefault((record["device"], record["variant"]), []).append(record)
+    out: Dict[Tuple[str, str], Dict[str, Any]] = {}
+    for key, records in groups.items():
+        item: Dict[str, Any] = {"workloads": sorted({r["workload"] for r in records}), "n": len(records)}
+        for metric, _ in LATENCY:
+            values = [r["metrics"].get(metric) for r in records if r.get("metrics")]
+            values = [float(v) for v in values if v is not None]
+            item[metric] = statistics.median(values) if values else None
+        out[key] = item
+    return out
+
+
+def _fmt(value: Optional[float], digits: int = 1) -> str:
+    return "-" if value is None else "%.*f" % (digits, value)
+
+
+def _p(value: Optional[float]) -> str:
+    if value is None:
+        return "-"
+    return "<0.001" if value < 0.001 else "%.3f" % value
+
+
+def table_rows(results: Sequence[Dict[str, Any]], measurements: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    latency = latency_by_variant(measurements)
+    rows = []
+    for result in results:
+        lat = latency.get((result["device"], result["variant"]), {})
+        accuracy = result.get("accuracy")
+        ref = result.get("variant") == result.get("reference_variant")
+        row = {
+            "device": result["device"], "variant": result["variant"] + (" (ref)" if ref else ""),
+            "backend": result.get("backend", "") + (" [emulated answers]" if result.get("emulated") else ""),
+            "n": result.get("n"),
+            "accuracy": _fmt(100 * accuracy, 1) + "%" if accuracy is not None else "-",
+            "95% CI": ("%s-%s%%" % (_fmt(100 * result["ci_low"]), _fmt(100 * result["ci_high"]))
+                       if result.get("ci_low") is not None else "-"),
+            "delta vs ref": ("%+.1f pp" % (100 * result["delta"]) if result.get("delta") is not None and not ref else "-"),
+            "McNemar p": _p(result.get("mcnemar_p")) if not ref else "-",
+            "failed": result.get("n_failed", 0),
+            "latency workload": ", ".join(lat.get("workloads", [])) or "none measured",
+            "_raw": {"result": result, "latency": lat},
+        }
+        for metric, label in LATENCY:
+            row[label] = _fmt(lat.get(metric), 2 if metric == "energy_j" else 1)
+        rows.append(row)
+    return rows
+
+
+def markdown_table(rows: Sequence[Dict[str, Any]], task: str, metric: str) -> str:
+    lines = ["## Accuracy vs quantization: %s (%s)" % (task, metric), "",
+             "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for row in rows:
+        lines.append("| " + " | ".join(str(row[c]).replace("|", "\\|") for c in COLUMNS) + " |")
+    lines += ["", "Accuracy: lm-eval's %s over the task's questions, answers generated on the board by the "
+              "runner; 95%% Wilson score interval. Delta and McNemar p: paired against the reference "
+              "variant on the same questions (exact binomial test under 25 discordant pairs). Latency "
+              "and memory: medians over measured repetitions of the same variant in the same run. "
+              "Failed answers count as wrong." % metric]
+    types = sorted({t for r in rows for t in (r["_raw"]["result"].get("by_type") or {})})
+    if types:
+        lines += ["", "By question type (accuracy, n):", "",
+                  "| device | variant | " + " | ".join(types) + " |", "|---|---|" + "---|" * len(types)]
+        for row in rows:
+            by_type = row["_raw"]["result"].get("by_type") or {}
+            cells = ["%.1f%% (%d)" % (100 * by_type[t]["accuracy"], by_type[t]["n"]) if t in by_type else "-"
+                     for t in types]
+            lines.append("| %s | %s | %s |" % (row["device"], row["variant"], " | ".join(cells)))
+    if any(r["_raw"]["result"].get("emulated") for r in rows):
+        lines.append("Rows marked [emulated answers] come from the reference engine's configured answer "
+                     "policy: they test the path, not a model.")
+    return "\n".join(lines) + "\n"
+
+
+def plot_png(rows: Sequence[Dict[str, Any]]) -> Optional[bytes]:
+    """Accuracy (with its CI) against median TTFT, one point per device/variant."""
+    points = [(r, r["_raw"]) for r in rows
+              if r["_raw"]["latency"].get("ttft_ms") is not None and r["_raw"]["result"].get("accuracy") is not None]
+    if not points:
+        return None
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 4.2))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    for row, raw in points:
+        result, lat = raw["result"], raw["latency"]
+        y = 100 * result["accuracy"]
+        low = 100 * result["ci_low"] if result.get("ci_low") is not None else y
+        high = 100 * result["ci_high"] if result.get("ci_high") is not None else y
+        ax.errorbar([lat["ttft_ms"]], [y], yerr=[[y - low], [high - y]], fmt="o", capsize=4)
+        ax.annotate("%s/%s" % (result["device"], result["variant"]), (lat["ttft_ms"], y),
+                    textcoords="offset points", xytext=(6, 4), fontsize=8)
+    ax.set_xlabel("median TTFT (ms), same run")
+    ax.set_ylabel("accuracy (%), 95% Wilson CI")
+    ax.set_title("accuracy vs latency per model variant")
+    ax.grid(True, alpha=0.3)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def html_fragment(rows: Sequence[Dict[str, Any]], markdown: str, png: Optional[bytes]) -> str:
+    head = "".join("<th>%s</th>" % html.escape(c) for c in COLUMNS)
+    body = "".join("<tr>%s</tr>" % "".join("<td>%s</td>" % html.escape(str(r[c])) for c in COLUMNS) for r in rows)
+    notes = "".join("<p>%s</p>" % html.escape(line) for line in markdown.strip().splitlines()[len(rows) + 4:]
+                    if line and not line.startswith("|"))
+    image = ('<img alt="accuracy vs latency" src="data:image/png;base64,%s">' % base64.b64encode(png).decode()
+             if png else "<p>No plot: no variant has both an accuracy and a TTFT.</p>")
+    title = html.escape(markdown.splitlines()[0].lstrip("# "))
+    return ('<section id="accuracy"><h2>%s</h2><table><thead><tr>%s</tr></thead><tbody>%s</tbody></table>%s%s</section>'
+            % (title, head, body, notes, image))
+
+
+def write_accuracy_report(run_id: str, results_dir: Path, measurements: Sequence[Dict[str, Any]],
+                          out_dir: Path) -> Optional[AccuracyReport]:
+    """The accuracy files for ``run_id`` (None when the run has no accuracy results)."""
+    store = AccuracyStore.in_results(results_dir)
+    try:
+        results = store.results(run_id)
+    finally:
+        store.close()
+    if not results:
+        return None
+    rows = table_rows(results, measurements)
+    markdown = markdown_table(rows, results[0]["task"], results[0]["metric"])
+    png = plot_png(rows)
+    fragment = html_fragment(rows, markdown, png)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"markdown": out / "accuracy.md", "csv": out / "accuracy.csv", "html": out / "accuracy.html"}
+    files["markdown"].write_text(markdown, encoding="utf-8")
+    with open(files["csv"], "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        raw_columns = ("device", "variant", "backend", "task", "metric", "n", "correct", "accuracy", "ci_low",
+                       "ci_high", "reference_variant", "delta", "mcnemar_p", "test", "n_failed", "emulated")
+        writer.writerow(raw_columns + tuple(m for m, _ in LATENCY))
+        for row in rows:
+            result, lat = row["_raw"]["result"], row["_raw"]["latency"]
+            writer.writerow([result.get(c) for c in raw_columns] + [lat.get(m) for m, _ in LATENCY])
+    files["html"].write_text("<!doctype html><meta charset=utf-8><title>accuracy %s</title>%s\n"
+                             % (html.escape(run_id), fragment), encoding="utf-8")
+    if png:
+        files["plot"] = out / "accuracy_vs_latency.png"
+        files["plot"].write_bytes(png)
+    return AccuracyReport(rows=rows, markdown=markdown, html_fragment=fragment, files=files)
