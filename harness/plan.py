@@ -16,6 +16,7 @@ from .config.devices import DeviceConfig, Inventory
 from .config.suites import Suite
 from .config.yaml_lines import ConfigError
 from .farm.controller import DevicePlan
+from .models.marker import MARKER_NAME
 from .runner.protocol import BackendSpec, GenerationSpec, ModelSpec, RunSpec
 from .workloads import prepare_workloads
 
@@ -70,7 +71,7 @@ def resolve_model_path(device: DeviceConfig, variant_index: int, paths: Paths,
     model = device.models[variant_index]
     if model.make is not None:
         target = paths.models_dir / ("%s-%s-seed%d" % (model.make.arch, model.make.preset, model.make.seed))
-        if (target / "edge_vlm_bench_model.json").is_file():
+        if (target / MARKER_NAME).is_file():
             return str(target.resolve())
         try:
             from .models import make_model

@@ -73,6 +73,7 @@ from ._axllm_parse import (
     parse_run,
 )
 from .base import (
+    MARKER_NAME,
     Backend,
     BackendError,
     BackendUnavailable,
@@ -84,7 +85,6 @@ from .base import (
 )
 
 CMM_INFO = os.path.join("proc", "ax_proc", "mem_cmm_info")
-MARKER_NAME = "edge_vlm_bench_model.json"  # as written by `bench models make` / test stand-ins
 _TTFT_DEFINITIONS = ("after_encode", "end_to_end")
 _TOKEN_STREAMS = ("per_token", "none")
 _READY_RE = re.compile(r"prompt\s*>>")

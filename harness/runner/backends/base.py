@@ -16,6 +16,12 @@ from ..protocol import GenerationSpec, ModelSpec
 from ..workloads import WorkloadInputs
 
 
+# Written into a model directory by `bench models make` (harness/models/marker.py, which a test
+# keeps in sync): how every backend labels random-weight models. Defined once for the runner,
+# which cannot import the controller's packages.
+MARKER_NAME = "edge_vlm_bench_model.json"
+
+
 class BackendError(RuntimeError):
     """A failure the user can act on; the message says what to do."""
 

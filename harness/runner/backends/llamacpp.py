@@ -52,6 +52,7 @@ from ._axllm_io import ConsoleProcess, ProcessExited, png_bytes
 from ._axllm_parse import Chunk
 from ._llamacpp_parse import ParsedQuery, parse_query
 from .base import (
+    MARKER_NAME,
     Backend,
     BackendError,
     BackendUnavailable,
@@ -62,7 +63,6 @@ from .base import (
     UnsupportedWorkload,
 )
 
-MARKER_NAME = "edge_vlm_bench_model.json"
 _TOKEN_STREAMS = ("per_token", "none")
 _BUILD_HINT = ("build llama.cpp (cmake -B build && cmake --build build --target llama-mtmd-cli) and set the "
                "backend's cli option, or put llama-mtmd-cli on PATH")

@@ -41,6 +41,7 @@ from ..protocol import GenerationSpec, ModelSpec
 from ..workloads import WorkloadInputs
 from . import install_hint, register_backend
 from .base import (
+    MARKER_NAME,
     Backend,
     BackendError,
     BackendUnavailable,
@@ -51,7 +52,6 @@ from .base import (
     UnsupportedWorkload,
 )
 
-MARKER_NAME = "edge_vlm_bench_model.json"  # written by `bench models make`, copied by the export script
 _LANGUAGE_MODEL = "openvino_language_model.xml"
 _DEVICE_RE = re.compile(r"^(CPU|GPU|NPU|AUTO|HETERO|MULTI)(\.\d+|:[A-Z0-9.,]+)?$")
 # model types whose GenAI pipeline takes videos= (the rest get images only unless `kinds` says so)

@@ -31,6 +31,7 @@ from ..protocol import GenerationSpec, ModelSpec
 from ..workloads import WorkloadInputs
 from . import install_hint, register_backend
 from .base import (
+    MARKER_NAME,
     Backend,
     BackendError,
     BackendUnavailable,
@@ -41,9 +42,6 @@ from .base import (
     UnsupportedWorkload,
 )
 
-# Written by `bench models make` (harness/models/marker.py); read here with the stdlib only,
-# because the runner ships without the controller's packages.
-MARKER_NAME = "edge_vlm_bench_model.json"
 
 _DEVICES = ("cpu", "cuda", "auto")
 _DTYPES = ("float32", "bfloat16", "float16", "auto")
