@@ -341,6 +341,7 @@ def regress(
     from .analysis.history import StepDetectorMissing
     from .analysis.regress import RegressError, regress as run_regress, suite_thresholds
     from .analysis.regress_output import emit
+    from .eval.store import FILE_NAME as ACCURACY_FILE, AccuracyStore
 
     paths: Paths = ctx.obj
     store = _store(paths)
@@ -350,17 +351,26 @@ def regress(
         if wanted not in known:
             raise _fail("no run is tagged %r; tags in the store: %s" % (wanted, ", ".join(known) or "(none)"),
                         EXIT_CONFIG)
+    # per-sample answers of accuracy suites (bench run --suite vqa-quant) live beside the store
+    accuracy_store = None
+    accuracy_samples = None
+    if (paths.results_dir / ACCURACY_FILE).exists():
+        accuracy_store = AccuracyStore.in_results(paths.results_dir)
+        accuracy_samples = accuracy_store.scores
     try:
         result = run_regress(
             store, baseline=baseline, metrics=metric or None, threshold=threshold, alpha=alpha,
             suite_thresholds=suite_thresholds(paths.suites_dir), run=run, suite=suite,
             devices=[d.strip() for d in devices.split(",")] if devices else None, tag=tag,
-            min_persist=min_persist, window=window,
+            min_persist=min_persist, window=window, accuracy_samples=accuracy_samples,
         )
     except (RegressError, StoreError) as exc:
         raise _fail(str(exc), EXIT_CONFIG) from None
     except StepDetectorMissing as exc:
         raise _fail(str(exc), EXIT_MISSING) from None
+    finally:
+        if accuracy_store is not None:
+            accuracy_store.close()
     code = emit(result, err, json_stdout=sys.stdout if json_out else None, markdown=markdown, junit=junit,
                 show_unchanged=show_all)
     raise typer.Exit(code)

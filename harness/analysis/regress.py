@@ -25,9 +25,13 @@ one bad night inside the window does not move it). With a rolling ``last:N`` a c
 regression keeps failing until it has been in the window for about N/2 nights, i.e. until it has
 become the new normal; a fixed baseline (a run or a tag) keeps failing until it is moved.
 
-Accuracy: :func:`mcnemar_change` compares per-sample answers of two runs (statsmodels McNemar,
-exact); ``regress(..., accuracy_samples=...)`` calls it for every series once the store can
-provide per-sample correctness (the hook: a callable returning {sample_id: correct}).
+Accuracy: for every (board, suite, variant) whose latest run answered an accuracy task, the
+per-sample answers (``results/accuracy.sqlite``, through the ``accuracy_samples`` hook) are paired
+with the newest baseline run that answered the same task, and McNemar's test
+(:func:`harness.eval.stats.mcnemar_paired`) on the questions both answered is the statistical
+evidence. Greedy answers to fixed questions are not noisy the way timings are, so a significant
+drop past the threshold is a regression on its first night (no step detector). A question the
+board failed to answer counts as wrong: a variant that stops answering must not look unchanged.
 """
 
 from __future__ import annotations
@@ -73,8 +77,8 @@ DEFAULT_METRICS = (
 HIGHER_IS_WORSE = 1
 LOWER_IS_WORSE = -1
 
-# (run_id, device, suite, workload, variant) -> {sample id: answered correctly}, or None
-AccuracySamples = Callable[[str, str, str, str, str], Optional[Mapping[str, bool]]]
+# (run_id, device, variant) -> {task: {sample id: score in [0, 1]}}; {} when that run answered none
+AccuracySamples = Callable[[str, str, str], Mapping[str, Mapping[str, float]]]
 
 
 class RegressError(ValueError):
@@ -259,30 +263,6 @@ def mann_whitney(latest: np.ndarray, baseline: np.ndarray, higher: bool) -> Opti
     return p if math.isfinite(p) else None
 
 
-@dataclass(frozen=True)
-class McNemarResult:
-    p_value: float
-    n_samples: int
-    only_baseline_correct: int
-    only_latest_correct: int
-    baseline_accuracy: float
-    latest_accuracy: float
-
-
-def mcnemar_change(baseline: Mapping[str, bool], latest: Mapping[str, bool]) -> Optional[McNemarResult]:
-    """Exact McNemar test (statsmodels) on the samples both runs answered; None without overlap."""
-    from statsmodels.stats.contingency_tables import mcnemar
-
-    common = sorted(set(baseline) & set(latest))
-    if not common:
-        return None
-    a = np.array([bool(baseline[k]) for k in common])
-    b = np.array([bool(latest[k]) for k in common])
-    table = [[int(np.sum(a & b)), int(np.sum(a & ~b))], [int(np.sum(~a & b)), int(np.sum(~a & ~b))]]
-    p = float(mcnemar(table, exact=True).pvalue)
-    return McNemarResult(p, len(common), table[0][1], table[1][0], float(a.mean()), float(b.mean()))
-
-
 def step_evidence(levels: np.ndarray, run_ids: Sequence[str], base_level: float, sign: int,
                   threshold: float, min_persist: int) -> StepEvidence:
     """Is the latest level (last element of ``levels``) a persistent one? See the module doc."""
@@ -389,7 +369,10 @@ def regress(
     except StoreError as exc:
         raise RegressError(str(exc)) from None
     wanted = list(metrics) if metrics else list(DEFAULT_METRICS)
-    history = load_history(store, metrics=wanted, suite=suite, devices=devices, tag=tag, include_runs=include)
+    # accuracy is not a measurement metric: asked for alone, the runs and series still come from
+    # a metric every measurement has
+    loaded = wanted if any(m != "accuracy" for m in wanted) else wanted + ["e2e_ms"]
+    history = load_history(store, metrics=loaded, suite=suite, devices=devices, tag=tag, include_runs=include)
     per_suite = dict(suite_thresholds or {})
     per_metric = dict(thresholds or {})
     baseline_order = history.order_of(spec.value) if spec.kind == "run" else None
@@ -419,6 +402,8 @@ def regress(
         for r, _d, latest, base, _w in plans for o in ([latest] + base[:1]))
 
     for row, direction, latest, base_orders, why in plans:
+        if str(row.metric) not in wanted:
+            continue
         sid = int(row.sid)
         med = history.series_medians(sid)
         level_at = dict(zip(med["order"].tolist(), med["median"].tolist()))
@@ -505,7 +490,7 @@ def regress(
             rel_change=rel, p_value=p, n_baseline=int(base_reps.size), n_latest=int(latest_reps.size),
             step=step, provenance_changes=prov, reason=reason, worse=sign > 0, **common))
 
-    if accuracy_samples is not None:
+    if accuracy_samples is not None and "accuracy" in wanted:
         changes.extend(_accuracy_changes(history, plans, accuracy_samples, threshold, per_metric, per_suite,
                                          alpha))
     order = {"regression": 0, "unconfirmed": 1, "improvement": 2, "no_baseline": 3, "unchanged": 4}
@@ -514,6 +499,10 @@ def regress(
         "regression = past the threshold AND Mann-Whitney U p < alpha AND persistent for %d run(s) by the "
         "step detector; one noisy night is reported as unconfirmed and does not fail the job" % min_persist,
     ]
+    if any(c.metric == "accuracy" and c.test.startswith("McNemar") for c in changes):
+        notes.append("accuracy: past the threshold AND McNemar p < alpha on the questions both runs answered "
+                     "(per-sample answers from accuracy.sqlite; greedy answers need no persistence check; "
+                     "an unanswered question counts as wrong)")
     if tag:
         notes.append("history limited to runs tagged %r" % tag)
     if skipped:
@@ -531,38 +520,76 @@ def regress(
 def _accuracy_changes(history: History, plans: Sequence[Tuple[Any, int, int, List[int], str]],
                       samples: AccuracySamples, threshold: float, per_metric: Mapping[str, float],
                       per_suite: Mapping[str, Mapping[str, float]], alpha: float) -> List[MetricChange]:
-    """Per-sample McNemar for each (device, suite, workload, variant) the samples hook can answer."""
+    """A McNemar comparison per (device, suite, variant, task) whose latest run answered the task;
+    the change's ``workload`` is the task (accuracy belongs to the variant, not to a workload)."""
+    from harness.eval.stats import mcnemar_paired
+
     out: List[MetricChange] = []
     seen = set()
     for row, _direction, latest, base_orders, _why in plans:
-        key = (row.device, row.suite, row.workload, row.variant)
-        if key in seen or not base_orders:
+        key = (str(row.device), str(row.suite), str(row.variant))
+        if key in seen:
             continue
         seen.add(key)
-        base_run, latest_run = history.run_id(base_orders[-1]), history.run_id(latest)
-        a = samples(base_run, *key)
-        b = samples(latest_run, *key)
-        if not a or not b:
+        device, suite, variant = key
+        latest_run = history.run_id(latest)
+        answered = samples(latest_run, device, variant)
+        if not answered:
             continue
-        result = mcnemar_change(a, b)
-        if result is None:
-            continue
-        thr = _threshold_for(str(row.suite), "accuracy", threshold, per_metric, per_suite)
-        base_acc, latest_acc = result.baseline_accuracy, result.latest_accuracy
-        rel = (latest_acc - base_acc) / base_acc if base_acc else None
-        worse = latest_acc < base_acc
-        significant = result.p_value < alpha
-        practical = rel is not None and abs(rel) > thr
-        status = ("regression" if worse else "improvement") if (significant and practical) else "unchanged"
-        out.append(MetricChange(
-            device=str(row.device), suite=str(row.suite), workload=str(row.workload), variant=str(row.variant),
-            metric="accuracy", direction=direction_text(LOWER_IS_WORSE), status=status, latest_run=latest_run,
-            latest_created_at=history.created_at(latest), baseline_runs=[base_run], baseline_median=base_acc,
-            latest_median=latest_acc, rel_change=rel, threshold=thr, p_value=result.p_value, alpha=alpha,
-            n_baseline=result.n_samples, n_latest=result.n_samples,
-            step=StepEvidence(False, significant and practical, "paired per-sample test", 0,
-                              note="McNemar on %d shared samples (%d only right before, %d only right now)" % (
-                                  result.n_samples, result.only_baseline_correct, result.only_latest_correct)),
-            reason="accuracy %.3f -> %.3f, McNemar exact p=%.3g" % (base_acc, latest_acc, result.p_value),
-            worse=worse, test="McNemar (exact)"))
+        thr = _threshold_for(suite, "accuracy", threshold, per_metric, per_suite)
+        # newest first: the baseline is the most recent run that answered the same task
+        baseline_samples = [(history.run_id(o), samples(history.run_id(o), device, variant))
+                            for o in sorted(base_orders, reverse=True)]
+        for task, latest_scores in sorted(answered.items()):
+            base_run, base_scores = next(((r, s[task]) for r, s in baseline_samples if s.get(task)), (None, None))
+            common = dict(device=device, suite=suite, workload=task, variant=variant, metric="accuracy",
+                          direction=direction_text(LOWER_IS_WORSE), latest_run=latest_run,
+                          latest_created_at=history.created_at(latest), threshold=thr, alpha=alpha)
+            latest_mean = sum(latest_scores.values()) / len(latest_scores)
+            if base_run is None or base_scores is None:
+                out.append(MetricChange(
+                    status="no_baseline", baseline_runs=[], baseline_median=None, latest_median=latest_mean,
+                    rel_change=None, p_value=None, n_baseline=0, n_latest=len(latest_scores),
+                    step=StepEvidence(False, False, "", 0),
+                    reason="no baseline run answered task %s on this variant" % task, test="McNemar",
+                    **common))
+                continue
+            shared = sorted(set(base_scores) & set(latest_scores))
+            if not shared:
+                out.append(MetricChange(
+                    status="no_baseline", baseline_runs=[base_run], baseline_median=None, latest_median=latest_mean,
+                    rel_change=None, p_value=None, n_baseline=len(base_scores), n_latest=len(latest_scores),
+                    step=StepEvidence(False, False, "", 0),
+                    reason="baseline run %s answered other questions of %s: nothing to pair" % (base_run, task),
+                    test="McNemar", **common))
+                continue
+            paired = mcnemar_paired(base_scores, latest_scores)
+            base_acc = sum(base_scores[k] for k in shared) / len(shared)
+            latest_acc = sum(latest_scores[k] for k in shared) / len(shared)
+            rel = (latest_acc - base_acc) / base_acc if base_acc else None
+            worse = latest_acc < base_acc
+            p = paired.p_value
+            significant = p is not None and p < alpha
+            practical = rel is not None and abs(rel) > thr
+            if significant and practical:
+                status = "regression" if worse else "improvement"
+            else:
+                status = "unchanged"
+            if not practical:
+                why = ("%+.1f%% is within the %.1f%% threshold" % (100 * rel, 100 * thr) if rel is not None
+                       else "baseline accuracy is 0: no relative change")
+            elif not significant:
+                why = "not significant (alpha %g)" % alpha
+            else:
+                why = "past the %.1f%% threshold and significant" % (100 * thr)
+            out.append(MetricChange(
+                status=status, baseline_runs=[base_run], baseline_median=base_acc, latest_median=latest_acc,
+                rel_change=rel, p_value=p, n_baseline=len(shared), n_latest=len(shared),
+                step=StepEvidence(False, significant and practical, "paired per-sample test", 0,
+                                  note="%s on %d shared questions (%d right only before, %d right only now)" % (
+                                      paired.test, len(shared), paired.only_reference_right,
+                                      paired.only_variant_right)),
+                reason="accuracy %.3f -> %.3f on %d shared questions of %s, %s p=%s: %s" % (
+                    base_acc, latest_acc, len(shared), task, paired.test, "n/a" if p is None else "%.3g" % p, why),
+                worse=worse, test=paired.test, **common))
     return out

@@ -88,6 +88,18 @@ class AccuracyStore:
             out.append(item)
         return out
 
+    def scores(self, run_id: str, device: str, variant: str) -> Dict[str, Dict[str, float]]:
+        """{task: {request id: score}} of one run's device and variant; {} if it answered nothing.
+
+        A request the board failed to answer scores 0 (its stored score, or 0 when it has none):
+        comparisons over runs must see a variant that stops answering as getting worse."""
+        out: Dict[str, Dict[str, float]] = {}
+        rows = self.db.execute("SELECT task, request_id, score FROM samples WHERE run_id = ? AND device = ? "
+                               "AND variant = ?", (run_id, device, variant))
+        for row in rows:
+            out.setdefault(row["task"], {})[row["request_id"]] = float(row["score"] or 0.0)
+        return out
+
     def results(self, run_id: str) -> List[Dict[str, Any]]:
         rows = self.db.execute("SELECT data FROM results WHERE run_id = ? ORDER BY device, task, metric, variant",
                                (run_id,))

@@ -13,7 +13,7 @@ from typing import Iterator
 import pytest
 from rich.console import Console
 
-from harness.analysis.regress import (Baseline, RegressError, mcnemar_change, metric_direction, regress,
+from harness.analysis.regress import (Baseline, RegressError, metric_direction, regress,
                                       suite_thresholds)
 from harness.analysis.regress_output import emit, md_cell, to_json, to_junit_xml, to_markdown
 from harness.store import Store
@@ -156,16 +156,19 @@ def test_baselines_and_errors(history: Store) -> None:
 
 
 def test_accuracy_hook_uses_mcnemar(history: Store) -> None:
-    samples = {str(i): True for i in range(200)}
-    worse = dict(samples, **{str(i): False for i in range(40)})
-    assert mcnemar_change(samples, worse).p_value < 1e-6
-    assert mcnemar_change(samples, {"x": True}) is None
+    scores = {"vqa/%d" % i: 1.0 for i in range(200)}
+    worse = dict(scores, **{"vqa/%d" % i: 0.0 for i in range(40)})  # 40 right answers lost
 
-    def answers(run_id: str, device: str, suite: str, workload: str, variant: str):  # type: ignore[no-untyped-def]
-        if device != "ax650n" or workload != "image":
-            return None
-        return worse if run_id.endswith("n0029") else samples
+    def answers(run_id: str, device: str, variant: str):  # type: ignore[no-untyped-def]
+        if device != "ax650n":
+            return {}
+        return {"vqa": worse if run_id.endswith("n0029") else scores}
 
+    report = regress(history, "last:7", metrics=["decode_tps", "accuracy"], accuracy_samples=answers)
+    [acc] = [c for c in report.changes if c.metric == "accuracy"]  # one per variant, not per workload
+    assert acc.status == "regression" and acc.test.startswith("McNemar") and acc.workload == "vqa"
+    assert acc.baseline_median == 1.0 and acc.latest_median == pytest.approx(0.8)
+    assert acc.p_value is not None and acc.p_value < 1e-6 and len(acc.baseline_runs) == 1
+    # asked only for decode_tps: no accuracy comparison
     report = regress(history, "last:7", metrics=["decode_tps"], accuracy_samples=answers)
-    [acc] = [c for c in report.changes if c.metric == "accuracy"]
-    assert acc.status == "regression" and acc.test == "McNemar (exact)" and acc.latest_median == pytest.approx(0.8)
+    assert not [c for c in report.changes if c.metric == "accuracy"]
