@@ -15,7 +15,7 @@ from typing import Any, Dict
 import pytest
 
 from harness.runner.backends import get_backend
-from harness.runner.backends.base import BackendError, BackendUnavailable, ModelNotFound
+from harness.runner.backends.base import BackendError, BackendUnavailable, ModelNotFound, UnsupportedWorkload
 from harness.runner.protocol import GenerationSpec, ModelSpec
 
 from .fixtures.runner_spec import FIXTURES, inputs, run_runner
@@ -134,3 +134,61 @@ def test_bad_options(tmp_path: Path, options: Dict[str, Any], message: str) -> N
     with pytest.raises(BackendError) as caught:
         _backend(tmp_path, **options)
     assert message in str(caught.value)
+
+
+# -- answer(): the accuracy path -----------------------------------------------------------------
+@needs_openvino
+def test_answer_is_greedy_bounded_and_repeatable() -> None:
+    backend = _backend(IR)
+    backend.load()
+    try:
+        for kind in ("image", "video"):
+            query = inputs(kind)
+            for max_new in (1, 5):
+                first = backend.answer(query, query.prompt, max_new)
+                counts = dict(backend.last_answer)
+                again = backend.answer(query, query.prompt, max_new)
+                assert isinstance(first, str) and first == again == first.strip()  # greedy, stripped
+                # the engine's own count; random weights never emit EOS here, so the bound is hit
+                assert 1 <= counts["num_generated_tokens"] <= max_new
+                # the same chat template and media tokens as run() on the same prompt
+                assert counts["num_input_tokens"] == EXPECTED_INPUT_TOKENS[query.name]
+        # run() still forces its fixed length after answers used the same pipeline
+        assert backend.run(inputs("image"), GenerationSpec(output_tokens=3)).n_output_tokens == 3
+    finally:
+        backend.close()
+
+
+@needs_openvino
+def test_answer_stops_at_eos_where_run_ignores_it(tmp_path: Path) -> None:
+    """The tiny model's greedy first token is "\\n" (id 198); with 198 declared the EOS token in
+    generation_config.json, answer() stops right there while run() goes on for its fixed length."""
+    ir = tmp_path / "ir"
+    shutil.copytree(IR, ir)
+    config = ir / "generation_config.json"
+    config.write_text(config.read_text().replace('"eos_token_id": 2050', '"eos_token_id": 198'))
+    backend = _backend(ir)
+    backend.load()
+    try:
+        assert backend.answer(inputs("image"), "What colour is the shape?", 8) == ""
+        assert backend.last_answer["num_generated_tokens"] == 1  # the EOS token itself, then stop
+        assert backend.run(inputs("image"), GenerationSpec(output_tokens=8)).n_output_tokens == 8
+    finally:
+        backend.close()
+
+
+def test_answer_before_load_says_so(tmp_path: Path) -> None:
+    with pytest.raises(BackendError, match=r"^openvino_genai backend: answer\(\) before load\(\)$"):
+        _backend(tmp_path).answer(inputs("image"), "q", 4)
+
+
+@needs_openvino
+def test_answer_refuses_a_kind_switched_off() -> None:
+    backend = _backend(IR, kinds=["image"])
+    backend.load()
+    try:
+        with pytest.raises(UnsupportedWorkload, match="cannot answer video workload 'video-8f' with this model "
+                                                      r"\(kinds: image\)"):
+            backend.answer(inputs("video"), "q", 4)
+    finally:
+        backend.close()

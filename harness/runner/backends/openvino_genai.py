@@ -18,6 +18,11 @@ What comes from where:
 Decoding is greedy with ``min_new_tokens == max_new_tokens`` and ``ignore_eos`` (llm_bench's
 setting), so every board does the same work.
 
+``answer()`` (accuracy requests) makes the same ``generate()`` call, greedy with the same media
+tensors, but with ``ignore_eos`` off and no ``min_new_tokens``: EOS ends the answer, or
+``max_new_tokens`` does. The engine's token counts of the last answer are kept in
+``last_answer`` (input and generated tokens) for whoever wants to check them.
+
 Options:
   device      CPU | GPU | GPU.N | NPU | AUTO ...             default CPU
   properties  plugin properties passed to VLMPipeline, e.g. {"INFERENCE_NUM_THREADS": 2,
@@ -174,7 +179,8 @@ class OpenVINOGenAIBackend(Backend):
         self._genai: Any = None
         self._pipe: Any = None
         self._clock_class: Any = None
-        self._configs: Dict[int, Any] = {}
+        self._configs: Dict[Tuple[int, bool], Any] = {}
+        self.last_answer: Dict[str, int] = {}
 
     def supports(self, kind: str) -> bool:
         return kind in self._kinds
@@ -253,19 +259,37 @@ class OpenVINOGenAIBackend(Backend):
             },
         )
 
-    def _generation_config(self, n_tokens: int) -> Any:
-        """Greedy, fixed length; built once per length, off the clock."""
-        config = self._configs.get(n_tokens)
+    def _generation_config(self, n_tokens: int, fixed_length: bool = True) -> Any:
+        """Greedy; fixed length (run) or up to ``n_tokens``, ending at EOS (answer). Built once
+        per (length, mode), off the clock."""
+        key = (n_tokens, fixed_length)
+        config = self._configs.get(key)
         if config is None:
             config = self._pipe.get_generation_config()
             config.do_sample = False
             config.num_beams = 1
             config.repetition_penalty = 1.0
             config.max_new_tokens = n_tokens
-            config.min_new_tokens = n_tokens
-            config.ignore_eos = True
-            self._configs[n_tokens] = config
+            config.min_new_tokens = n_tokens if fixed_length else 0
+            config.ignore_eos = fixed_length
+            self._configs[key] = config
         return config
+
+    def _media(self, inputs: WorkloadInputs, what: str) -> Dict[str, Any]:
+        """Checks shared by run() and answer(), then the frames as the pipeline's keyword argument:
+        ``images=[HxWx3]`` or ``videos=[NxHxWx3]`` uint8 tensors."""
+        if self._pipe is None:
+            raise BackendError("openvino_genai backend: %s() before load()" % what)
+        if not self.supports(inputs.kind):
+            raise UnsupportedWorkload("openvino_genai backend cannot %s %s workload %r with this model "
+                                      "(kinds: %s)" % (what, inputs.kind, inputs.name, ", ".join(self._kinds)))
+        import numpy as np
+
+        ov = self._ov
+        arrays = [np.frombuffer(f.rgb, dtype=np.uint8).reshape(f.height, f.width, 3) for f in inputs.frames]
+        if inputs.kind == "image":
+            return {"images": [ov.Tensor(np.ascontiguousarray(arrays[0]))]}
+        return {"videos": [ov.Tensor(np.ascontiguousarray(np.stack(arrays)))]}
 
     def run(
         self,
@@ -273,20 +297,8 @@ class OpenVINOGenAIBackend(Backend):
         generation: GenerationSpec,
         on_phase: Optional[PhaseCallback] = None,
     ) -> RawTiming:
-        if self._pipe is None:
-            raise BackendError("openvino_genai backend: run() before load()")
-        if not self.supports(inputs.kind):
-            raise UnsupportedWorkload("openvino_genai backend cannot run %s workload %r with this model "
-                                      "(kinds: %s)" % (inputs.kind, inputs.name, ", ".join(self._kinds)))
-        import numpy as np
-
-        ov = self._ov
-        arrays = [np.frombuffer(f.rgb, dtype=np.uint8).reshape(f.height, f.width, 3) for f in inputs.frames]
         # raw bytes -> tensors before the clock starts: decoding is not the engine's work
-        if inputs.kind == "image":
-            media: Dict[str, Any] = {"images": [ov.Tensor(np.ascontiguousarray(arrays[0]))]}
-        else:
-            media = {"videos": [ov.Tensor(np.ascontiguousarray(np.stack(arrays)))]}
+        media = self._media(inputs, "run")
         config = self._generation_config(generation.output_tokens)
         clock = self._clock_class()
         if on_phase is not None:
@@ -295,6 +307,17 @@ class OpenVINOGenAIBackend(Backend):
         result = self._pipe.generate(inputs.prompt, generation_config=config, streamer=clock, **media)
         t_end = _now()
         return self._timing(inputs, generation, result, clock, t_start, t_end)
+
+    def answer(self, inputs: WorkloadInputs, prompt: str, max_new_tokens: int) -> str:
+        """Greedy answer to one accuracy request: stops at EOS or after ``max_new_tokens``."""
+        media = self._media(inputs, "answer")
+        config = self._generation_config(max_new_tokens, fixed_length=False)
+        result = self._pipe.generate(prompt, generation_config=config, **media)
+        metrics = result.perf_metrics
+        self.last_answer = {"num_input_tokens": int(metrics.get_num_input_tokens()),
+                            "num_generated_tokens": int(metrics.get_num_generated_tokens())}
+        texts = list(getattr(result, "texts", []) or [])
+        return str(texts[0]).strip() if texts else ""
 
     def _timing(self, inputs: WorkloadInputs, generation: GenerationSpec, result: Any, clock: Any,
                 t_start: int, t_end: int) -> RawTiming:
