@@ -11,7 +11,7 @@ import json
 import sys
 import threading
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import typer
 from rich.console import Console
@@ -297,7 +297,8 @@ def report(
         inventory = _inventory(paths)
         target = out or paths.reports_dir / ("compare-" + "-".join(r.run_id for r in records)[:120])
         try:
-            page = render_compare(store, [r.run_id for r in records], inventory, target)
+            page = render_compare(store, [r.run_id for r in records], inventory, target,
+                                  accuracy=_variant_accuracy(paths, [r.run_id for r in records]))
         except CompareError as exc:
             raise _fail(str(exc), EXIT_CONFIG) from None
         err.print("wrote %s" % page)
@@ -316,6 +317,19 @@ def report(
         accuracy = write_accuracy_report(record.run_id, paths.results_dir, measurements, target)
         if accuracy is not None:
             err.print("wrote the accuracy table and plot in %s" % target)
+
+
+def _variant_accuracy(paths: Paths, run_ids: List[str]) -> Dict[Tuple[str, str, str], Tuple[float, str, int]]:
+    """Accuracy per (run, device, variant) from results/accuracy.sqlite; {} when there is none."""
+    from .eval.store import FILE_NAME as ACCURACY_FILE, AccuracyStore
+
+    if not (paths.results_dir / ACCURACY_FILE).exists():
+        return {}
+    accuracy = AccuracyStore.in_results(paths.results_dir)
+    try:
+        return accuracy.variant_accuracy(run_ids)
+    finally:
+        accuracy.close()
 
 
 # -- bench regress -----------------------------------------------------------------------------

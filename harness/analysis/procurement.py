@@ -219,6 +219,16 @@ def _weights(fig: BoardFigures, prov: Mapping[str, Any], variant_quantization: O
     fig.weight_note = "unknown precision (quantization %r, dtype %r): no ceiling" % (quant, dtype)
 
 
+def _attach_accuracy(fig: BoardFigures, accuracy: AccuracyByVariant, run_order: Sequence[str]) -> None:
+    for run_id in run_order:
+        found = accuracy.get((run_id, fig.device, fig.variant))
+        if found is not None:
+            fig.accuracy = found[0]
+            where = "this run" if run_id == fig.run_id else "run %s" % run_id
+            fig.notes.append("accuracy %.1f%% on %d questions of %s (%s)" % (100 * found[0], found[2], found[1], where))
+            return
+
+
 def pareto_front(points: Sequence[Tuple[float, float]]) -> List[bool]:
     """True for points no other point beats on both (lower is better on both axes)."""
     out = []
@@ -235,13 +245,20 @@ def _fmt(value: Optional[float], unit: str = "") -> str:
     return text + unit
 
 
+# (run id, device, variant) -> (accuracy, task, number of questions) of that run's accuracy suite
+AccuracyByVariant = Mapping[Tuple[str, str, str], Tuple[float, str, int]]
+
+
 def compare_boards(store: BaseStore, run_ids: Sequence[str], devices_inventory: Any,
-                   reference_inventory: Any = None) -> ProcurementReport:
+                   reference_inventory: Any = None,
+                   accuracy: Optional[AccuracyByVariant] = None) -> ProcurementReport:
     """The comparison over ``run_ids`` (a device in several runs: its newest run counts).
 
     ``devices_inventory`` is a loaded devices file (:func:`harness.config.devices.load_devices`);
     ``reference_inventory`` optionally supplies price and bandwidth by board type for devices
     whose own entry lacks them (e.g. the emulated farm's file against the real devices.yaml).
+    ``accuracy`` (from ``results/accuracy.sqlite``) gives each deployed variant's accuracy: from
+    the same run when it answered a task, else from the newest of ``run_ids`` that did.
     """
     if not run_ids:
         raise CompareError("give at least one run id to compare (bench results list shows them)")
@@ -280,6 +297,8 @@ def compare_boards(store: BaseStore, run_ids: Sequence[str], devices_inventory: 
         if fig.price_usd and fig.decode_tps is not None:
             fig.perf_per_kusd = fig.decode_tps / fig.price_usd * 1000.0
         _weights(fig, prov, variant_quant)
+        if fig.accuracy is None and accuracy:
+            _attach_accuracy(fig, accuracy, [run.run_id] + [r.run_id for r in reversed(runs)])
         if fig.weight_bytes and fig.bandwidth_gbps:
             fig.ceiling_tps = fig.bandwidth_gbps * 1e9 / fig.weight_bytes
             if fig.decode_tps is not None:

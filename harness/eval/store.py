@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 SCHEMA_VERSION = 1
 FILE_NAME = "accuracy.sqlite"
@@ -98,6 +98,17 @@ class AccuracyStore:
                                "AND variant = ?", (run_id, device, variant))
         for row in rows:
             out.setdefault(row["task"], {})[row["request_id"]] = float(row["score"] or 0.0)
+        return out
+
+    def variant_accuracy(self, run_ids: Iterable[str]) -> Dict[Tuple[str, str, str], Tuple[float, str, int]]:
+        """{(run id, device, variant): (accuracy, task, questions)} for the procurement report; a
+        variant that answered nothing has no entry (not 0%). Several tasks: the first by name."""
+        out: Dict[Tuple[str, str, str], Tuple[float, str, int]] = {}
+        for run_id in run_ids:
+            for result in self.results(run_id):
+                key = (result["run_id"], result["device"], result["variant"])
+                if result.get("accuracy") is not None and key not in out:
+                    out[key] = (float(result["accuracy"]), str(result["task"]), int(result.get("n") or 0))
         return out
 
     def results(self, run_id: str) -> List[Dict[str, Any]]:

@@ -18,7 +18,7 @@ from typing import Any, Dict, Optional, Sequence
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator
 
-from harness.analysis.procurement import CRITERIA, BoardFigures, ProcurementReport, compare_boards
+from harness.analysis.procurement import CRITERIA, AccuracyByVariant, BoardFigures, ProcurementReport, compare_boards
 from harness.store.base import BaseStore
 
 from .history import figure_png, page_environment, plain, png_data_uri
@@ -105,14 +105,14 @@ def write_csv(report: ProcurementReport, path: Path) -> None:
 
 
 def render_compare(store: BaseStore, run_ids: Sequence[str], devices_inventory: Any, out_dir: Path,
-                   reference_inventory: Any = None) -> Path:
+                   reference_inventory: Any = None, accuracy: Optional[AccuracyByVariant] = None) -> Path:
     """Write ``out_dir/compare.html`` (and ``compare.csv``) and return the HTML's path.
 
     ``devices_inventory``: the loaded devices file the runs used (price, bandwidth, variants);
     ``reference_inventory``: optional, e.g. the real devices.yaml when comparing emulated farm runs,
     used by board type for whatever the first one lacks (and said so in the assumptions).
     """
-    report = compare_boards(store, run_ids, devices_inventory, reference_inventory)
+    report = compare_boards(store, run_ids, devices_inventory, reference_inventory, accuracy=accuracy)
     png = pareto_plot(report)
     workloads = []
     for comparison in report.workloads:

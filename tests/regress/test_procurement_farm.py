@@ -107,3 +107,30 @@ def test_compare_refuses_unknown_runs(farm_run: Dict[str, object]) -> None:
         compare_boards(farm_run["store"], ["nope"], None)  # type: ignore[arg-type]
     with pytest.raises(CompareError, match="at least one run"):
         compare_boards(farm_run["store"], [], None)  # type: ignore[arg-type]
+
+
+def test_compare_shows_each_deployed_variants_stored_accuracy(farm_run: Dict[str, object], tmp_path: Path) -> None:
+    from harness.eval.store import AccuracyStore
+
+    store: Store = farm_run["store"]  # type: ignore[assignment]
+    run_id = str(farm_run["run_id"])
+    variants = {(m["device"], m["variant"]) for m in store.measurements(run_id)}
+    # accuracy results as `bench run --suite vqa-quant` stores them; the values are test inputs
+    given = {"ax650n": 0.9, "orin-nano": 0.8, "agx-orin": 0.85, "upsquared-n": 0.7}  # rtx-pc: none stored
+    accuracy = AccuracyStore.in_results(tmp_path / "results")
+    for device, variant in sorted(variants):
+        if device in given:
+            accuracy.put_result({"run_id": run_id, "device": device, "variant": variant, "task": "easy_vqa",
+                                 "metric": "exact_match", "n": 500, "accuracy": given[device]})
+    accuracy.put_result({"run_id": "another-run", "device": "rtx-pc", "variant": "x", "task": "easy_vqa",
+                         "metric": "exact_match", "n": 500, "accuracy": 0.99})  # not among the compared runs
+    by_variant = accuracy.variant_accuracy([run_id])
+    accuracy.close()
+    inventory = load_devices(Path(str(farm_run["devices_file"])))
+    reference = load_devices(REPO / "devices.yaml")
+    path = render_compare(store, [run_id], inventory, tmp_path, reference_inventory=reference, accuracy=by_variant)
+    rows = [r for r in csv.DictReader((tmp_path / "compare.csv").open()) if r["workload"] == "image"]
+    got = {r["device"]: r["accuracy"] for r in rows}
+    assert {d: float(v) for d, v in got.items() if v} == given and got["rtx-pc"] == ""
+    html = path.read_text()
+    assert "90.0%" in html and "not measured" in html and "accuracy 90.0% on 500 questions of easy_vqa" in html
