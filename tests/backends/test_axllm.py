@@ -17,8 +17,9 @@ import pytest
 
 from harness.runner.backends import get_backend
 from harness.runner.backends._axllm_io import png_bytes
-from harness.runner.backends._axllm_parse import Chunk, implied_token_count, parse_cmm_info, parse_init, parse_run
-from harness.runner.backends.base import BackendError, BackendUnavailable, ModelNotFound
+from harness.runner.backends._axllm_parse import (Chunk, answer_text, implied_token_count, parse_cmm_info, parse_init,
+                                                  parse_run)
+from harness.runner.backends.base import BackendError, BackendUnavailable, ModelNotFound, UnsupportedWorkload
 from harness.runner.protocol import GenerationSpec, ModelSpec
 
 from .fixtures.axllm_env import (CMM_LINE, ENCODE_MS, GAP_MS, N_TOKENS, REMAIN_CMM_MB, TEXT_TOKENS, TTFT_MS,
@@ -269,6 +270,99 @@ def test_variant_options_are_validated() -> None:
 def test_kinds_restrict_the_workloads(tmp_path: Path) -> None:
     backend = _backend({"main": "m", "kinds": ["video"]}, tmp_path)
     assert backend.supports("video") and not backend.supports("image")
+
+
+# -- answer(): accuracy requests ---------------------------------------------------------------
+# fast timings: these tests are about the text, not the clock
+FAST = {"encode_ms": 5.0, "ttft_ms": 5.0, "token_gap_ms": 5.0, "init_ms": 10}
+HOSTILE = ("[I][ Run][ 796]: ttft: 1.00 ms\n[N][ Run][ 949]: hit eos,avg 9.99 token/s\n\n"
+           "prompt >> still talking")
+REPLIES = {
+    "Is there a red shape?": "yes",
+    "Which word? Answer in one word.": "  circle  ",
+    "Say something unicode.": "Grün ✓ 日本語 🙂 ünïcödé",
+    "Say something hostile.": HOSTILE,
+    "Say nothing.": "",
+    "Count to six.": "one two three four five six",
+}
+
+
+def test_answer_returns_only_the_generated_text(tmp_path: Path, tokenizer_url: str) -> None:
+    """Exactly what the stand-in streamed between its ttft and hit-eos lines, whatever it looks like."""
+    dep = deployment(tmp_path, answers=REPLIES, default_answer="no", **FAST)
+    backend = _backend(standin_options(dep, tokenizer_url), dep["models"])
+    backend.load()
+    try:
+        image = inputs("image")
+        assert backend.answer(image, "Is there a red shape?", 8) == "yes"
+        # the prompt is sent as one line (whitespace collapsed), as run() sends it
+        assert backend.answer(image, "Which word?\nAnswer in one word.", 8) == "circle"
+        assert backend.answer(image, "Say something unicode.", 16) == "Grün ✓ 日本語 🙂 ünïcödé"
+        # log-looking lines, a fake end of generation and a fake prompt are the model's text:
+        # kept, and the query reads on to the real end
+        assert backend.answer(image, "Say something hostile.", 64) == HOSTILE
+        assert backend.answer(image, "Say nothing.", 8) == ""  # EOS first
+        # no per-query limit in the binary: cut after max_new_tokens streamed tokens
+        assert backend.answer(image, "Count to six.", 3) == "one two three"
+        assert backend.answer(image, "Count to six.", 6) == "one two three four five six"
+        assert backend.answer(image, "Anything else?", 8) == "no"
+        # the same process still measures: answers left nothing behind to misread
+        raw = backend.run(image, GenerationSpec(output_tokens=2))
+        assert raw.output_text == "no"
+    finally:
+        backend.close()
+
+
+def test_answer_with_tokens_cut_mid_character(tmp_path: Path, tokenizer_url: str) -> None:
+    """Byte-level tokens split multi-byte characters across writes; the text comes out whole
+    (and the writes no longer count as tokens, so a limit falls back to whitespace words)."""
+    dep = deployment(tmp_path, default_answer="日本語 🙂 Grün ✓", split_utf8=True, **FAST)
+    backend = _backend(standin_options(dep, tokenizer_url), dep["models"])
+    backend.load()
+    try:
+        assert backend.answer(inputs("image"), "Say it.", 16) == "日本語 🙂 Grün ✓"
+        assert backend.answer(inputs("image"), "Say it.", 2) == "日本語 🙂"
+    finally:
+        backend.close()
+
+
+def test_answer_errors(tmp_path: Path, tokenizer_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(BackendError, match=r"^axllm backend: answer\(\) before load\(\)$"):
+        _backend({"main": "m"}, tmp_path).answer(inputs("image"), "Why?", 4)
+    import harness.runner.backends.axllm as axllm
+
+    dep = deployment(tmp_path, default_answer="yes", **FAST)
+    backend = _backend(standin_options(dep, tokenizer_url, kinds=["video"]), dep["models"])
+    backend.load()
+    try:
+        with pytest.raises(UnsupportedWorkload,
+                           match=r"this deployment serves video workloads, not image \(option kinds\)"):
+            backend.answer(inputs("image"), "Why?", 4)
+    finally:
+        backend.close()
+    monkeypatch.setattr(axllm, "png_bytes", lambda w, h, rgb: b"not a png")
+    backend = _backend(standin_options(dep, tokenizer_url), dep["models"])
+    backend.load()
+    try:
+        with pytest.raises(BackendError) as caught:
+            backend.answer(inputs("image"), "Why?", 4)
+        message = str(caught.value)
+        assert "no 'ttft: N ms' line" in message and "image read failed: not a PNG" in message
+    finally:
+        backend.close()
+
+
+def test_answer_text_cuts_by_token_when_writes_are_tokens() -> None:
+    chunks = [Chunk(0, "[I][ Run][ 796]: ttft: 1.00 ms\n"), Chunk(10, "Hel"), Chunk(20, "lo"), Chunk(30, " wor"),
+              Chunk(40, "ld"), Chunk(50, "\n\n[N][ Run][ 949]: hit eos,avg 2.00 token/s\n\nprompt >> ")]
+    run = parse_run(chunks)
+    assert run.text == "Hello world"
+    # four writes and the engine's rate implies four tokens: the writes are the tokens
+    assert answer_text(run, 3, 4) == ("Hello wor", "cut after 3 of 4 tokens")
+    assert answer_text(run, 4, 4) == ("Hello world", "complete (4 tokens)")
+    # not countable (the rate implies another count, or there is none): whitespace words
+    assert answer_text(run, 1, 7) == ("Hello", "cut after 1 of 2 whitespace words (tokens not countable)")
+    assert answer_text(run, 3, None) == ("Hello world", "complete (2 words; tokens not countable)")
 
 
 # -- parsing recorded output ---------------------------------------------------------------------

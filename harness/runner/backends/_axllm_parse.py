@@ -167,7 +167,11 @@ def parse_run(chunks: Sequence[Chunk]) -> ParsedRun:
     run.engine_ttft_ms = float(ttft.group(1))
     ttft_end = line.line_end(ttft.start())
     run.t_ttft_line = line.time_at(ttft_end)
-    eos = EOS_RE.search(text, ttft_end)
+    # the engine's end-of-generation line is the LAST match: nothing but the next prompt follows
+    # it, while the generated text before it may contain the same words (it is the model's text)
+    eos = None
+    for eos in EOS_RE.finditer(text, ttft_end):
+        pass
     if eos is None:
         gen_end = len(text)
     else:
@@ -195,3 +199,35 @@ def implied_token_count(rate_tps: Optional[float], t_first_ns: Optional[int], t_
     if rate_tps is None or t_first_ns is None or t_end_ns is None or t_end_ns <= t_first_ns:
         return None
     return int(round(rate_tps * (t_end_ns - t_first_ns) / 1e9))
+
+
+_WORD_RE = re.compile(r"\S+")
+
+
+def answer_text(run: ParsedRun, max_new_tokens: int, n_engine: Optional[int]) -> Tuple[str, str]:
+    """The generated text of one query, cut to ``max_new_tokens``, and how it was cut.
+
+    What is answer and what is log is decided by position, not by pattern: the answer is exactly
+    what the binary streamed between its ``ttft`` line and its final ``hit eos`` line (see
+    ``parse_run``); the encode / input-token / prefill lines all come before the ttft line. So a
+    model that writes something looking like a log line keeps it in its answer.
+
+    ax-llm's ``main`` has no per-query token limit (it generates until EOS or until its KV cache
+    is full: max_token_len is fixed when the model is compiled), so the limit is applied here:
+      - by token, when every streamed write is one token: the number of writes equals the count
+        the engine's own rate implies (``implied_token_count``), as run() checks it;
+      - otherwise by whitespace-separated words - the best approximation without the tokenizer
+        (a word is one token or more, so this keeps at most ``max_new_tokens`` words, which may
+        be more tokens than that).
+    """
+    pieces = [piece for _, piece in run.writes]
+    if n_engine is not None and len(pieces) == n_engine:
+        if len(pieces) <= max_new_tokens:
+            return run.text.strip(), "complete (%d tokens)" % len(pieces)
+        return "".join(pieces[:max_new_tokens]).strip(), "cut after %d of %d tokens" % (max_new_tokens, len(pieces))
+    words = list(_WORD_RE.finditer(run.text))
+    if len(words) <= max_new_tokens:
+        return run.text.strip(), "complete (%d words; tokens not countable)" % len(words)
+    cut = words[max_new_tokens - 1].end() if max_new_tokens > 0 else 0
+    return run.text[:cut].strip(), "cut after %d of %d whitespace words (tokens not countable)" % (
+        max_new_tokens, len(words))

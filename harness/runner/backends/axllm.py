@@ -5,7 +5,10 @@ the axmodels, talks to a tokenizer HTTP service, then loops on ``prompt >>`` / `
 stdin. ``load()`` starts it and waits for that loop (model init is never timed); ``run()`` writes
 the frames as PNG (an image file, or a directory of frames for the video builds, as the binary
 expects), starts the clock, sends the prompt and the path, and reads the output until the next
-``prompt >>``, timestamping every piece as it arrives.
+``prompt >>``, timestamping every piece as it arrives. ``answer()`` (accuracy requests) makes the
+same exchange and returns the text streamed between the ttft line and the ``hit eos`` line; the
+binary has no per-query token limit, so max_new_tokens is applied to that text (by streamed token
+when the writes are countable as tokens, else by whitespace word: ``_axllm_parse.answer_text``).
 
 What comes from where:
   ttft / token times   ours: arrival of each streamed token write (see ``token_stream``)
@@ -67,6 +70,7 @@ from ._axllm_parse import (
     CmmUsage,
     EOS_RE,
     ParsedRun,
+    answer_text,
     implied_token_count,
     parse_cmm_info,
     parse_init,
@@ -93,6 +97,10 @@ _ERROR_LINE_RE = re.compile(r"^\s*\[E\]", re.MULTILINE)
 _INIT_OK_RE = re.compile(r"init\s*ok", re.IGNORECASE)
 _EMBED_ARG_RE = re.compile(r"--tokens_embed_size[\s=]+(\d+)")
 _MODEL_SUFFIXES = (".axmodel", ".bin")
+# accuracy answers: the runner's default per-query timeout, and how long the output must stay
+# quiet after the final prompt (a real prompt is followed by silence; see _query)
+_ANSWER_TIMEOUT_S = GenerationSpec(output_tokens=2).timeout_s
+_ANSWER_SETTLE_S = 0.1
 # sampling settings for ax-llm's post_config.json: every sampler off -> argmax (greedy)
 _GREEDY_POST_CONFIG = {
     "enable_temperature": False, "temperature": 1.0,
@@ -319,6 +327,8 @@ class AxllmBackend(Backend):
             "greedy": "post_config.json with every sampler off (argmax)" if "{post_config}" in " ".join(self.args)
                       else "not enforced by us: the run script's post_config decides",
             "fixed_output_length": "not available: ax-llm's main stops at EOS",
+            "answer_max_new_tokens": "no per-query limit in main: answers are cut to max_new_tokens after the "
+                                     "fact (by streamed token when countable, else by whitespace word)",
             "phases_observed": "ttft and token times (arrival of streamed output), end of vision "
                                "encode (its log line); encode start and preprocess end are not visible",
             "cmm_source": cmm_source,
@@ -382,41 +392,59 @@ class AxllmBackend(Backend):
         self._media[inputs.input_sha256] = path
         return path
 
-    def run(
-        self,
-        inputs: WorkloadInputs,
-        generation: GenerationSpec,
-        on_phase: Optional[PhaseCallback] = None,
-    ) -> RawTiming:
+    def _live(self, inputs: WorkloadInputs, what: str) -> ConsoleProcess:
+        """The running binary, after the checks run() and answer() share."""
         proc = self._proc
         if proc is None:
-            raise BackendError("axllm backend: run() before load()")
+            raise BackendError("axllm backend: %s() before load()" % what)
         if not self.supports(inputs.kind):
             raise UnsupportedWorkload("axllm backend: this deployment serves %s workloads, not %s (option kinds)"
                                       % (" and ".join(self.kinds), inputs.kind))
         if not proc.alive:
             raise BackendError("axllm backend: %s is no longer running; its last output:\n%s"
                                % (self._argv[0], proc.tail()))
+        return proc
+
+    def _query(
+        self,
+        proc: ConsoleProcess,
+        inputs: WorkloadInputs,
+        prompt: str,
+        timeout_s: float,
+        on_phase: Optional[PhaseCallback] = None,
+        settle_s: float = 0.0,
+    ) -> "Tuple[int, int, List[Chunk], List[str]]":
+        """One prompt + media exchange: (t_start, "image >>" arrival, every output chunk up to the
+        next prompt, warnings). With ``settle_s`` the output must also stay quiet that long after
+        that prompt: a model's text that happens to end in "hit eos ... prompt >>" then cannot
+        end the query early (the real prompt is always followed by silence)."""
         media = self._media_path(inputs)  # file writing happens before the clock starts
-        prompt = " ".join(inputs.prompt.split())  # the binary reads one line
+        line = " ".join(prompt.split())  # the binary reads one line
         warnings: List[str] = []
-        if prompt != inputs.prompt:
+        if line != prompt:
             warnings.append("prompt whitespace collapsed to one line (the binary reads a line)")
         try:
             proc.drain(0.0)  # nothing stale may be mistaken for this query's output
         except ProcessExited as exc:
             raise BackendError("axllm backend: %s stopped between queries (%s); its last output:\n%s"
                                % (self._argv[0], exc, proc.tail())) from exc
-        cmm_before, _ = self._cmm()
         if on_phase is not None:
             on_phase("preprocess")
         t_start = now_ns()
         try:
-            proc.send_line(prompt)
+            proc.send_line(line)
             asked = proc.read_until(lambda text: bool(_IMAGE_PROMPT_RE.search(text)), 60.0)
             t_asked = asked[-1].t_ns
             proc.send_line(media)
-            chunks = proc.read_until(_query_done, generation.timeout_s)
+            chunks = proc.read_until(_query_done, timeout_s)
+            while settle_s > 0:
+                more = proc.drain(settle_s)
+                if not more:
+                    break
+                chunks += more  # that prompt was the model's text: read on to the real end
+                seen = "".join(c.text for c in chunks)
+                if not _query_done(seen):
+                    chunks += proc.read_until(lambda text: _query_done(seen + text), timeout_s)
         except ProcessExited as exc:
             raise BackendError("axllm backend: %s stopped during the query (%s); its last output:\n%s"
                                % (self._argv[0], exc, proc.tail())) from exc
@@ -424,13 +452,46 @@ class AxllmBackend(Backend):
             # its state is unknown now: stop it, so later queries fail clearly instead of misreading
             proc.close(quit_line=None)
             raise BackendError("axllm backend: no end of generation within %.0f s (timeout_s); the binary was "
-                               "stopped; its last output:\n%s" % (generation.timeout_s, proc.tail())) from exc
+                               "stopped; its last output:\n%s" % (timeout_s, proc.tail())) from exc
         except OSError as exc:
             raise BackendError("axllm backend: cannot talk to %s: %s" % (self._argv[0], exc)) from exc
+        return t_start, t_asked, chunks, warnings
+
+    def run(
+        self,
+        inputs: WorkloadInputs,
+        generation: GenerationSpec,
+        on_phase: Optional[PhaseCallback] = None,
+    ) -> RawTiming:
+        proc = self._live(inputs, "run")
+        cmm_before, _ = self._cmm()
+        t_start, t_asked, chunks, warnings = self._query(proc, inputs, inputs.prompt, generation.timeout_s, on_phase)
         cmm_after, cmm_source = self._cmm()
         parsed = parse_run(chunks)
         return self._timing(inputs, generation, parsed, t_start, t_asked, cmm_before, cmm_after, cmm_source,
                             warnings, chunks)
+
+    def answer(self, inputs: WorkloadInputs, prompt: str, max_new_tokens: int) -> str:
+        """Greedy answer to one accuracy request (the post_config run() uses), ending at EOS.
+
+        The text is what the binary streamed between its ttft line and its ``hit eos`` line, log
+        lines excluded by position (``_axllm_parse.answer_text``). The binary has no per-query
+        token limit, so ``max_new_tokens`` is applied to what it printed (see answer_text)."""
+        proc = self._live(inputs, "answer")
+        _, _, chunks, _ = self._query(proc, inputs, prompt, _ANSWER_TIMEOUT_S, settle_s=_ANSWER_SETTLE_S)
+        parsed = parse_run(chunks)
+        if parsed.t_ttft_line is None:
+            raise self._no_first_token(parsed, chunks)
+        if parsed.t_eos_line is None:
+            raise BackendError("axllm backend: the output has no 'hit eos' line, so the answer may be cut short%s; "
+                               "output:\n%s" % (_errors(parsed), _tail(chunks)))
+        n_engine = implied_token_count(parsed.rate_tps, parsed.t_ttft_line, parsed.t_eos_line)
+        text, _ = answer_text(parsed, max_new_tokens, n_engine)
+        return text
+
+    def _no_first_token(self, run: ParsedRun, chunks: List[Chunk]) -> BackendError:
+        return BackendError("axllm backend: the output has no 'ttft: N ms' line, so the first token cannot be "
+                            "placed%s; output:\n%s" % (_errors(run), _tail(chunks)))
 
     def _timing(
         self,
@@ -447,10 +508,7 @@ class AxllmBackend(Backend):
     ) -> RawTiming:
         """Everything derived after the clock stopped."""
         if run.t_ttft_line is None:
-            tail = "".join(c.text for c in chunks)[-1500:]
-            raise BackendError("axllm backend: the output has no 'ttft: N ms' line, so the first token "
-                               "cannot be placed%s; output:\n%s"
-                               % ("; engine errors: " + " | ".join(run.error_lines) if run.error_lines else "", tail))
+            raise self._no_first_token(run, chunks)
         ms = 1e6
         engine: Dict[str, Any] = {
             "ttft_ms": run.engine_ttft_ms,
@@ -572,13 +630,23 @@ class AxllmBackend(Backend):
         self._media = {}
 
 
+def _errors(run: ParsedRun) -> str:
+    return "; engine errors: " + " | ".join(run.error_lines) if run.error_lines else ""
+
+
+def _tail(chunks: List[Chunk]) -> str:
+    return "".join(c.text for c in chunks)[-1500:]
+
+
 def _query_done(text: str) -> bool:
     """The query ends at the next ``prompt >>`` after the end-of-generation line, or after an
-    error line (e.g. an image it cannot read: it prints the error and asks again)."""
+    error line (e.g. an image it cannot read: it prints the error and asks again). That prompt
+    ends the output: the binary then waits for input, so a "prompt >>" with text after it is
+    the model's own text."""
     ready = None
     for ready in _READY_RE.finditer(text):
         pass
-    if ready is None:
+    if ready is None or text[ready.end():].strip():
         return False
     head = text[:ready.start()]
     return EOS_RE.search(head) is not None or _ERROR_LINE_RE.search(head) is not None
