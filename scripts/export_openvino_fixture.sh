@@ -7,12 +7,15 @@
 # on first use with the versions that were tried together (FACTS.md). The random-weight model is
 # built with the project's own `bench` (BENCH, default .venv/bin/bench).
 #
-# usage: scripts/export_openvino_fixture.sh [OUT_DIR]
+# usage: scripts/export_openvino_fixture.sh [OUT_DIR [HF_MODEL_DIR]]
+# With HF_MODEL_DIR, that checkpoint is exported instead of a fresh random-weight model, e.g.
+#   scripts/export_openvino_fixture.sh tests/fixtures/canary_openvino tests/fixtures/canary
 # Took ~35 s on a 2-core x86 machine once the export venv existed (its first install takes a few
 # minutes: torch is pinned to the same wheel as the main venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-tests/backends/fixtures/openvino_tiny_qwen2_5_vl}"
+model="${2:-}"
 venv="${EXPORT_VENV:-.venv-ov-export}"
 bench="${BENCH:-.venv/bin/bench}"
 python="${PYTHON:-python3}"
@@ -28,12 +31,17 @@ fi
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-"$bench" models make --arch qwen2.5-vl --preset tiny --out "$work/hf"
-HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 "$venv/bin/optimum-cli" export openvino --model "$work/hf" \
+if [ -n "$model" ]; then
+  hf="$(cd "$model" && pwd)"
+else
+  "$bench" models make --arch qwen2.5-vl --preset tiny --out "$work/hf"
+  hf="$work/hf"
+fi
+HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 "$venv/bin/optimum-cli" export openvino --model "$hf" \
   --task image-text-to-text --weight-format fp32 "$work/ir" >"$work/export.log" 2>&1 \
   || { tail -40 "$work/export.log"; exit 1; }
 # the marker travels with the IR: results measured on it are labelled random-weight
-cp "$work/hf/edge_vlm_bench_model.json" "$work/ir/"
+if [ -f "$hf/edge_vlm_bench_model.json" ]; then cp "$hf/edge_vlm_bench_model.json" "$work/ir/"; fi
 rm -rf "$out"
 mkdir -p "$(dirname "$out")"
 cp -r "$work/ir" "$out"
