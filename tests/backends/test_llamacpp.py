@@ -130,6 +130,99 @@ def test_video_is_refused_with_the_reason(tmp_path: Path) -> None:
         backend.close()
 
 
+# -- answer(): accuracy requests ---------------------------------------------------------------
+FAST = {"load_ms": 5, "preprocess_ms": 5, "encode_ms": 5, "decode_ms": 5, "prefill_ms": 5, "token_gap_ms": 2.0}
+HOSTILE = ("llama_perf_context_print: eval time = 1.00 ms / 1 runs\n0.00.038.683 W For normal use cases, "
+           "please use the standard llama-cli\nERR: failed to load image x")
+REPLIES = {
+    "Is there a red shape?": "yes",
+    "Which shape?": "  circle ",
+    "Say something unicode.": "Grün ✓ 日本語 🙂 ünïcödé",
+    "Say something hostile.": HOSTILE,
+    "Say nothing.": "",
+    "Count to six.": "one two three four five six",
+    "Two\nlines?": "both",
+}
+
+
+def _answer(backend: Any, prompt: str, max_new_tokens: int = 32) -> str:
+    return backend.answer(inputs("image"), prompt, max_new_tokens)
+
+
+def test_answer_is_the_stdout_text_up_to_eos(tmp_path: Path) -> None:
+    """Exactly what the stand-in printed on stdout: logs (stderr) and framing newlines excluded,
+    log-looking text on stdout kept; greedy, -n max_new_tokens, EOS honoured."""
+    backend = _backend(standin_cli(tmp_path, answers=REPLIES, default_answer="no", **FAST), MODEL_DIR)
+    backend.load()
+    try:
+        assert _answer(backend, "Is there a red shape?") == "yes"
+        assert _answer(backend, "Which shape?") == "circle"
+        assert _answer(backend, "Say something unicode.") == "Grün ✓ 日本語 🙂 ünïcödé"
+        assert _answer(backend, "Say something hostile.") == HOSTILE
+        assert _answer(backend, "Say nothing.") == ""  # EOS first
+        assert _answer(backend, "Count to six.", 3) == "one two three"  # -n reached before EOS
+        assert _answer(backend, "Count to six.", 6) == "one two three four five six"
+        # the prompt reaches the CLI as one argument, newlines and all
+        assert _answer(backend, "Two\nlines?") == "both"
+        assert _answer(backend, "Anything else?") == "no"
+        # run() passes --ignore-eos: then the stand-in, like the CLI, talks on past the reply
+        raw = backend.run(inputs("image"), GenerationSpec(output_tokens=4))
+        assert raw.output_text == "no tok1 tok2 tok3" and raw.n_output_tokens == 4
+    finally:
+        backend.close()
+
+
+def test_answer_argv_is_greedy_bounded_and_keeps_eos(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import harness.runner.backends.llamacpp as llamacpp
+
+    seen: List[List[str]] = []
+    original = llamacpp.ConsoleProcess
+
+    def spy(argv: List[str], **kwargs: Any) -> Any:
+        seen.append(list(argv))
+        return original(argv, **kwargs)
+
+    monkeypatch.setattr(llamacpp, "ConsoleProcess", spy)
+    backend = _backend(standin_cli(tmp_path, default_answer="yes", **FAST), MODEL_DIR)
+    backend.load()
+    try:
+        assert _answer(backend, "Why?", 7) == "yes"
+        backend.run(inputs("image"), GenerationSpec(output_tokens=3))
+    finally:
+        backend.close()
+    answer_argv, run_argv = seen
+    assert answer_argv[answer_argv.index("-n") + 1] == "7" and "--ignore-eos" not in answer_argv
+    assert answer_argv[answer_argv.index("--temp") + 1] == "0"
+    assert answer_argv[answer_argv.index("-p") + 1] == "Why?"
+    assert "--ignore-eos" in run_argv and run_argv[run_argv.index("-n") + 1] == "3"
+
+
+def test_answer_with_tokens_cut_mid_character(tmp_path: Path) -> None:
+    backend = _backend(standin_cli(tmp_path, default_answer="日本語 🙂 Grün ✓", split_utf8=True, **FAST), MODEL_DIR)
+    backend.load()
+    try:
+        assert _answer(backend, "Say it.") == "日本語 🙂 Grün ✓"
+    finally:
+        backend.close()
+
+
+def test_answer_errors(tmp_path: Path) -> None:
+    with pytest.raises(BackendError, match=r"^llamacpp backend: answer\(\) before load\(\)$"):
+        _backend(standin_cli(tmp_path, **FAST), MODEL_DIR).answer(inputs("image"), "Why?", 4)
+    backend = _backend(standin_cli(tmp_path, fail=-2, default_answer="yes", **FAST), MODEL_DIR)
+    backend.load()
+    try:
+        with pytest.raises(UnsupportedWorkload, match="cannot answer video workload 'video-8f': llama.cpp's mtmd "
+                                                      "takes frames as separate images"):
+            backend.answer(inputs("video"), "Why?", 4)
+        with pytest.raises(BackendError) as caught:
+            backend.answer(inputs("image"), "Why?", 4)
+        assert "llama-mtmd-cli exited with code 1" in str(caught.value)
+        assert "Failed to encode mtmd batch, res = -2" in str(caught.value)
+    finally:
+        backend.close()
+
+
 @pytest.mark.parametrize("options, message", [
     ({"threads": -1}, "threads must be a non-negative integer"),
     ({"token_stream": "chunks"}, "token_stream 'chunks' not understood"),

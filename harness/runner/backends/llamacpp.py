@@ -21,6 +21,10 @@ What comes from where:
 Greedy (``--temp 0``), fixed length (``-n N --ignore-eos``). Video: llama.cpp's mtmd takes frames
 as separate images, which is not the model's video path, so video workloads are refused.
 
+``answer()`` (accuracy requests) runs the same command with ``-n max_new_tokens`` and without
+``--ignore-eos``, so EOS ends the answer; the answer is the token text on stdout (the logs are on
+stderr, read separately), stripped.
+
 Model variants: the variant's path is a ``.gguf`` file, or a directory holding one model
 ``.gguf`` and one ``mmproj*.gguf`` (Q4/Q8/F16 variants are different files).
 
@@ -64,6 +68,7 @@ from .base import (
 )
 
 _TOKEN_STREAMS = ("per_token", "none")
+_ANSWER_TIMEOUT_S = GenerationSpec(output_tokens=2).timeout_s  # the runner's default per query
 _BUILD_HINT = ("build llama.cpp (cmake -B build && cmake --build build --target llama-mtmd-cli) and set the "
                "backend's cli option, or put llama-mtmd-cli on PATH")
 
@@ -193,7 +198,7 @@ class LlamaCppBackend(Backend):
                 "gpu_layers": self.gpu_layers,
                 "token_stream": self.token_stream,
                 "marker": marker or None,
-                "decoding": "greedy (--temp 0), -n N --ignore-eos",
+                "decoding": "greedy (--temp 0), -n N --ignore-eos; answers: -n max_new_tokens, EOS honoured",
                 "process": "one single-turn llama-mtmd-cli run per query; loading is before t_start",
                 "unsupported": {"video": "llama.cpp's mtmd takes frames as separate images, not the model's video "
                                          "path"},
@@ -211,10 +216,11 @@ class LlamaCppBackend(Backend):
             self._media[inputs.input_sha256] = path
         return path
 
-    def _argv(self, image: str, prompt: str, n_tokens: int) -> List[str]:
+    def _argv(self, image: str, prompt: str, n_tokens: int, ignore_eos: bool = True) -> List[str]:
         assert self._cli_path is not None
         argv = [self._cli_path, "-m", self._model_file, "--mmproj", self._mmproj, "--image", image, "-p", prompt,
-                "-n", str(n_tokens), "--ignore-eos", "--temp", "0", "--seed", "0",
+                "-n", str(n_tokens)] + (["--ignore-eos"] if ignore_eos else []) + [
+                "--temp", "0", "--seed", "0",
                 # the model's own chat template (as transformers and OpenVINO apply it: same token
                 # counts), and log level 4, without which this CLI prints no perf figures
                 "--jinja", "-lv", "4"]
@@ -226,32 +232,29 @@ class LlamaCppBackend(Backend):
             argv += ["-c", str(self.ctx_size)]
         return argv + self.extra_args
 
-    def run(
-        self,
-        inputs: WorkloadInputs,
-        generation: GenerationSpec,
-        on_phase: Optional[PhaseCallback] = None,
-    ) -> RawTiming:
+    def _image(self, inputs: WorkloadInputs, what: str) -> str:
+        """Checks shared by run() and answer(), then the image file given to the CLI."""
         if self._cli_path is None:
-            raise BackendError("llamacpp backend: run() before load()")
+            raise BackendError("llamacpp backend: %s() before load()" % what)
         if not self.supports(inputs.kind):
-            raise UnsupportedWorkload("llamacpp backend cannot run %s workload %r: llama.cpp's mtmd takes frames as "
-                                      "separate images, not the model's video path" % (inputs.kind, inputs.name))
-        argv = self._argv(self._media_path(inputs), inputs.prompt, generation.output_tokens)
-        if on_phase is not None:
-            on_phase("preprocess")
+            raise UnsupportedWorkload("llamacpp backend cannot %s %s workload %r: llama.cpp's mtmd takes frames as "
+                                      "separate images, not the model's video path" % (what, inputs.kind, inputs.name))
+        return self._media_path(inputs)
+
+    def _execute(self, argv: List[str], timeout_s: float) -> ParsedQuery:
+        """One single-turn CLI run to its exit, every output chunk timestamped, then parsed."""
         try:
             proc = ConsoleProcess(argv, cwd=self._tmp, use_pty=self.use_pty, split_stderr=True)
         except OSError as exc:
             raise BackendUnavailable("llamacpp backend: cannot start %s: %s" % (argv[0], exc)) from exc
         chunks: List[Chunk] = []
         try:
-            chunks = proc.read_until(lambda text: False, self.load_timeout_s + generation.timeout_s)
+            chunks = proc.read_until(lambda text: False, timeout_s)
         except ProcessExited as exc:  # the normal end: the CLI exits after one answer
             chunks = getattr(exc, "chunks", [])
         except TimeoutError as exc:
             raise BackendError("llamacpp backend: no end within %.0f s; its last output:\n%s"
-                               % (self.load_timeout_s + generation.timeout_s, proc.tail())) from exc
+                               % (timeout_s, proc.tail())) from exc
         finally:
             proc.close(quit_line=None)
         code = proc.proc.returncode
@@ -259,7 +262,25 @@ class LlamaCppBackend(Backend):
         if code != 0 or query.t_ready is None or not query.perf:
             raise BackendError("llamacpp backend: llama-mtmd-cli exited with code %s%s; its last output:\n%s"
                                % (code, " (%s)" % "; ".join(query.errors) if query.errors else "", proc.tail()))
+        return query
+
+    def run(
+        self,
+        inputs: WorkloadInputs,
+        generation: GenerationSpec,
+        on_phase: Optional[PhaseCallback] = None,
+    ) -> RawTiming:
+        argv = self._argv(self._image(inputs, "run"), inputs.prompt, generation.output_tokens)
+        if on_phase is not None:
+            on_phase("preprocess")
+        query = self._execute(argv, self.load_timeout_s + generation.timeout_s)
         return self._timing(query, generation)
+
+    def answer(self, inputs: WorkloadInputs, prompt: str, max_new_tokens: int) -> str:
+        """Greedy answer to one accuracy request: ``-n max_new_tokens``, EOS honoured (no
+        ``--ignore-eos``); the text is what the CLI printed on stdout."""
+        argv = self._argv(self._image(inputs, "answer"), prompt, max_new_tokens, ignore_eos=False)
+        return self._execute(argv, self.load_timeout_s + _ANSWER_TIMEOUT_S).text.strip()
 
     def _timing(self, query: ParsedQuery, generation: GenerationSpec) -> RawTiming:
         warnings: List[str] = []
