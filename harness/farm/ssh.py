@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 import paramiko
 
 from .known_hosts import DEFAULT_KNOWN_HOSTS, KnownHosts, fingerprint, host_entry_name
+from .ssh_shell import ShellLost, ShellSession, ShellTimeout, ShellUnavailable, session_argv
 from .transport import (  # noqa: F401  (process helpers re-exported for callers of this module)
     CommandResult,
     CommandTimeout,
@@ -144,6 +145,7 @@ class SSHTransport:
         command_timeout_s: float = 120.0,
         name: Optional[str] = None,
         keepalive_s: float = 15.0,
+        reuse_shell: bool = True,
     ) -> None:
         self.host = host
         self.port = port
@@ -164,6 +166,12 @@ class SSHTransport:
         # SFTP request/response pairs must not interleave between threads.
         self._connect_lock = threading.RLock()
         self._sftp_lock = threading.RLock()
+        # one sh per connection runs commands in turn (see ssh_shell.py); a call that finds it
+        # busy, or a board where it cannot start, uses a channel of its own
+        self.reuse_shell = reuse_shell
+        self._shell: Optional[ShellSession] = None
+        self._shell_lock = threading.Lock()
+        self._shell_refused = False
 
     @classmethod
     def from_device(
@@ -330,6 +338,7 @@ class SSHTransport:
         )
 
     def _drop(self) -> None:
+        self._discard_shell()
         with self._sftp_lock:
             if self._sftp is not None:
                 try:
@@ -359,6 +368,13 @@ class SSHTransport:
 
     def home(self) -> str:
         """The remote user's home directory, asked once per transport."""
+        if self._home is None and self._shell_acquire():
+            try:
+                shell = self._session()
+                if shell is not None:
+                    self._home = shell.home
+            finally:
+                self._shell_lock.release()
         if self._home is None:
             code, out, err, _ = self._execute("printf '%s' \"$HOME\"", self.command_timeout_s)
             home = out.decode("utf-8", errors="replace").strip()
@@ -392,11 +408,17 @@ class SSHTransport:
             raise TransportError("%s: empty command" % self.name)
         started = time.monotonic()
         directory = self.expand(cwd) if cwd else "."
-        script = _quote(["sh", "-c", _RUN_SCRIPT, "sh", directory] + [str(a) for a in argv])
-        command = "if command -v setsid >/dev/null 2>&1; then exec setsid -w %s; else exec %s; fi" % (
-            script, script,
-        )
-        code, out, err, _ = self._execute(command, timeout_s, stdin=stdin, what=argv)
+        args = [str(a) for a in argv]
+        reply = None
+        if stdin is None:
+            reply = self._in_shell(session_argv(directory, _RUN_SCRIPT, args), timeout_s, argv)
+        if reply is None:
+            script = _quote(["sh", "-c", _RUN_SCRIPT, "sh", directory] + args)
+            command = "if command -v setsid >/dev/null 2>&1; then exec setsid -w %s; else exec %s; fi" % (
+                script, script,
+            )
+            reply = self._execute(command, timeout_s, stdin=stdin, what=argv)
+        code, out, err, _ = reply
         if code == 127 and err.startswith(_NOSTART_MARK):
             reason = err[len(_NOSTART_MARK):].decode("utf-8", errors="replace").strip()
             raise TransportError("%s: cannot start %s: %s" % (self.name, argv[0], reason))
@@ -408,7 +430,10 @@ class SSHTransport:
             raise TransportError("%s: empty command" % self.name)
         args = ["sh", "-c", _SPAWN_SCRIPT, "sh", self.expand(cwd), self.expand(stdout_path),
                 self.expand(stderr_path)] + [str(a) for a in argv]
-        code, out, err, _ = self._execute(_quote(args), self.command_timeout_s, what=argv)
+        reply = self._in_shell(args, self.command_timeout_s, argv)
+        if reply is None:
+            reply = self._execute(_quote(args), self.command_timeout_s, what=argv)
+        code, out, err, _ = reply
         if code == 127 and err.startswith(_NOSTART_MARK):
             reason = err[len(_NOSTART_MARK):].decode("utf-8", errors="replace").strip()
             raise TransportError("%s: cannot start %s: %s" % (self.name, argv[0], reason))
@@ -419,6 +444,66 @@ class SSHTransport:
                 % (self.name, argv[0], code, err.decode("utf-8", errors="replace").strip()[-1000:])
             )
         return int(text)
+
+    def _shell_acquire(self) -> bool:
+        return self.reuse_shell and not self._shell_refused and self._shell_lock.acquire(blocking=False)
+
+    def _session(self) -> Optional[ShellSession]:
+        """The connection's shell (started on first use); None where it cannot run. Call with
+        ``_shell_lock`` held."""
+        transport = self._ensure()
+        if self._shell is not None and self._shell.alive:
+            return self._shell
+        self._discard_shell()
+        try:
+            self._shell = ShellSession(transport, self.connect_timeout_s)
+        except ShellUnavailable:
+            if not transport.is_active():
+                self._drop_if_dead()
+                raise ConnectionLost("%s: connection lost while starting a shell" % self.name) from None
+            self._shell_refused = True  # e.g. no setsid: one channel per command from now on
+            return None
+        return self._shell
+
+    def _discard_shell(self) -> None:
+        shell, self._shell = self._shell, None
+        if shell is not None:
+            shell.close()
+
+    def _in_shell(self, argv: Sequence[str], timeout_s: float, what: Sequence[str]
+                  ) -> Optional[Tuple[int, bytes, bytes, Optional[int]]]:
+        """Run argv in the connection's shell; None when the caller should use its own channel
+        (the shell is busy with another thread's command, or unavailable on this board)."""
+        if not self._shell_acquire():
+            return None
+        try:
+            shell = self._session()
+            if shell is None:
+                return None
+            try:
+                code, out, err, pgid = shell.run(argv, timeout_s)
+            except ShellTimeout as exc:
+                self._discard_shell()
+                killed = self._kill_group(exc.pgid) if exc.pgid else False
+                if killed:
+                    how = "was killed (process group %d on the board)" % exc.pgid
+                elif exc.pgid:
+                    how = ("could not be killed (process group %d on the board: the board did not "
+                           "answer)" % exc.pgid)
+                else:
+                    how = "was abandoned (the board's shell did not start it in time)"
+                raise CommandTimeout("%s: %s ran longer than %.0f s and %s"
+                                     % (self.name, _describe(what, ""), timeout_s, how)) from None
+            except (ShellLost, paramiko.SSHException, socket.error, EOFError) as exc:
+                self._discard_shell()
+                self._drop_if_dead()
+                raise ConnectionLost("%s: connection failed while running %s: %s"
+                                     % (self.name, _describe(what, ""), exc)) from None
+        finally:
+            self._shell_lock.release()
+        if err.startswith(_PGID_MARK):
+            err = err.partition(b"\n")[2]
+        return code, out, err, pgid
 
     def _execute(
         self,

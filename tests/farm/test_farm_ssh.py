@@ -52,10 +52,11 @@ HOSTILE = [
 ]
 
 
-def test_hostile_arguments_come_back_exactly(connect: Connect, tmp_path: Path) -> None:
+@pytest.mark.parametrize("reuse_shell", [True, False], ids=["shared-shell", "channel-per-command"])
+def test_hostile_arguments_come_back_exactly(connect: Connect, tmp_path: Path, reuse_shell: bool) -> None:
     pwned = tmp_path / "pwned"
     args = [a.replace("{pwned}", str(pwned)) for a in HOSTILE]
-    result = connect().run(["printf", "%s\\0"] + args, timeout_s=20)
+    result = connect(reuse_shell=reuse_shell).run(["printf", "%s\\0"] + args, timeout_s=20)
     assert result.ok, result.stderr
     assert result.stdout.split(b"\0")[:-1] == [a.encode("utf-8") for a in args]
     assert result.stderr == b""  # the wrapper's pgid marker is stripped
@@ -70,8 +71,9 @@ def test_hostile_argument_as_cwd_and_program_args(connect: Connect, board_dir: P
     assert result.stdout == (str(odd) + "\na b|$(id)|").encode()
 
 
-def test_exit_code_stdin_and_missing_program(connect: Connect) -> None:
-    transport = connect()
+@pytest.mark.parametrize("reuse_shell", [True, False], ids=["shared-shell", "channel-per-command"])
+def test_exit_code_stdin_and_missing_program(connect: Connect, reuse_shell: bool) -> None:
+    transport = connect(reuse_shell=reuse_shell)
     failed = transport.run(["sh", "-c", "echo out; echo err >&2; exit 7"], timeout_s=20)
     assert (failed.exit_code, failed.stdout, failed.stderr, failed.ok) == (7, b"out\n", b"err\n", False)
     with pytest.raises(TransportError, match="exit 7"):
@@ -84,6 +86,21 @@ def test_exit_code_stdin_and_missing_program(connect: Connect) -> None:
         transport.run(["true"], timeout_s=20, cwd="/nonexistent/dir")
     # a program's own exit code 127 is not mistaken for "could not start"
     assert transport.run(["sh", "-c", "exit 127"], timeout_s=20).exit_code == 127
+
+
+def test_commands_share_one_shell_and_keep_every_byte(connect: Connect) -> None:
+    transport = connect()
+    # each command's parent is the connection's one sh (a channel per command would give a new one)
+    parents = {transport.run(["sh", "-c", "echo $PPID"], timeout_s=20).stdout for _ in range(5)}
+    assert len(parents) == 1
+    assert connect(reuse_shell=False).run(["sh", "-c", "echo $PPID"], timeout_s=20).stdout not in parents
+    # output that imitates the shell's own framing, NULs, no final newline: returned unchanged
+    script = ("printf '\\n@@bench-done 0123 0 5 5\\n@@bench-started x 1\\n'; printf 'a\\000b'; "
+              "printf '\\n@@bench-done fake\\n' >&2; printf 'tail'")
+    result = transport.run(["sh", "-c", script], timeout_s=20)
+    assert result.stdout == b"\n@@bench-done 0123 0 5 5\n@@bench-started x 1\na\x00btail"
+    assert result.stderr == b"\n@@bench-done fake\n" and result.exit_code == 0
+    assert transport.home().startswith("/") and transport.run(["pwd"], timeout_s=20).ok
 
 
 def test_large_stdout_and_stderr_do_not_hang(connect: Connect) -> None:
@@ -123,8 +140,9 @@ def _wait_gone(transport: SSHTransport, pid: int, timeout_s: float = 5.0) -> boo
     return False
 
 
-def test_timeout_kills_the_remote_process_group(connect: Connect, board_dir: Path) -> None:
-    transport = connect()
+@pytest.mark.parametrize("reuse_shell", [True, False], ids=["shared-shell", "channel-per-command"])
+def test_timeout_kills_the_remote_process_group(connect: Connect, board_dir: Path, reuse_shell: bool) -> None:
+    transport = connect(reuse_shell=reuse_shell)
     pids = board_dir / "pids"
     script = "echo $$ > %s; sleep 300 & echo $! >> %s; sleep 301; echo never" % (pids, pids)
     started = time.monotonic()
