@@ -365,7 +365,12 @@ class TegrastatsSource(TelemetrySource):
         if age_s > float(self.config.get("stale_s") or 2.0):
             self.warn("last tegrastats line is %.1f s old (tegrastats stopped?)" % age_s)
             return {"power_w": None}
-        rec = parse_tegrastats(line)
+        try:
+            rec = parse_tegrastats(line)
+        except Exception as exc:  # a parser bug must cost one sample, never the sampler
+            self.warn("tegrastats line unparsable (%s): %r" % (short_error(exc), str(line)[:120]))
+            values_none: Values = {"power_w": None, TIMESTAMP_KEY: t_ns}  # type: ignore[dict-item]
+            return values_none
         for message in rec.warnings:
             self.warn(message)
         values, total = rec.values(self.module, self.rails)

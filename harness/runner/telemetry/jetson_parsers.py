@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 # -- rails ----------------------------------------------------------------------------------------
 
@@ -16,6 +16,14 @@ from typing import Dict, List, Optional, Tuple
 TOTAL_RAILS = ("VDD_IN", "POM_5V_IN")
 #: AGX Orin has no input rail: these three together make the module total
 AGX_ORIN_RAILS = ("VDD_GPU_SOC", "VDD_CPU_CV", "VIN_SYS_5V0")
+#: AGX Xavier has no input rail either: its two INA3221s (0x40: GPU, CPU, SOC; 0x41: CV, VDDRQ,
+#: SYS5V) together are the module (energymon's JetsonPowerRails.md, after NVIDIA's AGX Xavier
+#: product design guide 5.6.2; jetson-stats sums every rail when there is no VDD_IN)
+AGX_XAVIER_RAILS = ("GPU", "CPU", "SOC", "CV", "VDDRQ", "SYS5V")
+AGX_XAVIER_CAVEAT = (
+    "AGX Xavier has no VDD_IN rail: total = GPU + CPU + SOC + CV + VDDRQ + SYS5V (the six monitored "
+    "supplies); carrier-board and regulator losses are not in it"
+)
 AGX_ORIN_CAVEAT = (
     "AGX Orin has no VDD_IN rail: total = VDD_GPU_SOC + VDD_CPU_CV + VIN_SYS_5V0; VDDQ_VDD2_1V8AO is "
     "not added because it may already be inside VIN_SYS_5V0 - verify on the board"
@@ -56,11 +64,15 @@ def sum_rails(rails_w: Dict[str, Optional[float]], module: str = "auto",
     module = (module or "auto").lower()
     if module == "agx-orin":
         return total_of(list(AGX_ORIN_RAILS), "AGX Orin rail sum", AGX_ORIN_CAVEAT)
+    if module == "agx-xavier":
+        return total_of(list(AGX_XAVIER_RAILS), "AGX Xavier rail sum", AGX_XAVIER_CAVEAT)
     for name in TOTAL_RAILS:
         if name in present:
             return total_of([name], "module input rail %s" % name)
     if module == "auto" and all(n in present for n in AGX_ORIN_RAILS):
         return total_of(list(AGX_ORIN_RAILS), "AGX Orin rail sum", AGX_ORIN_CAVEAT)
+    if module == "auto" and set(present) == set(AGX_XAVIER_RAILS):
+        return total_of(list(AGX_XAVIER_RAILS), "AGX Xavier rail sum", AGX_XAVIER_CAVEAT)
     return RailTotal(None, [], "none", "", [
         "no module total: no VDD_IN/POM_5V_IN rail%s (rails present: %s); set 'rails' in the source "
         "config to choose which rails to sum" % (
@@ -71,17 +83,34 @@ def sum_rails(rails_w: Dict[str, Optional[float]], module: str = "auto",
 # -- tegrastats -----------------------------------------------------------------------------------
 
 _UNIT_MB = {"K": 1.0 / 1024.0, "M": 1.0, "G": 1024.0}
-_RAM_RE = re.compile(r"\bRAM (\d+)/(\d+)([kKMG])B")
-_SWAP_RE = re.compile(r"\bSWAP (\d+)/(\d+)([kKMG])B")
+# Field rules (NVIDIA's tegrastats "Reported Statistics" tables, L4T 32.x-36.x and DRIVE OS 6):
+#   RAM X/Y[kMG]B (lfb NxZ[kMG]B)         used/total, N free blocks of the largest size Z
+#   SWAP X/Y[kMG]B (cached Z[kMG]B)       IRAM X/Y kB(lfb Z kB)   (Nano/TX1 only)
+#   CPU [X%@F,Y%@F,off,...]               per core; JetPack 3: cpu [X%,Y%,...]@F (one clock)
+#   EMC_FREQ X%[@F]  GR3D_FREQ X%[@F | @[F0,F1,...]]   (per-GPC clocks on Orin)
+#   ENGINE off | ENGINE F | ENGINE X%@F   (APE, VIC, VIC_FREQ, NVENC, NVDEC, NVJPG, OFA, NVDLA0, ...)
+#   MTS fg X% bg Y%                       (TX2 / Xavier)
+#   NAME@T C                              temperatures, -256C = zone off (older: 100C for PMIC is fixed)
+#   RAIL X[mW]/Y[mW]                      instantaneous / running average power in mW
+_RAM_RE = re.compile(r"\bRAM (\d+)/(\d+)([kKMG])B(?: ?\(lfb (\d+)x(\d+)([kKMG])B\))?")
+_SWAP_RE = re.compile(r"\bSWAP (\d+)/(\d+)([kKMG])B(?: ?\(cached (\d+)([kKMG])B\))?")
+_IRAM_RE = re.compile(r"\bIRAM (\d+)/(\d+)([kKMG])B")
 # "CPU [19%@729,...]" (JetPack >= 4); "cpu [11%,4%]@1734" (JetPack 3: one shared clock)
 _CPU_RE = re.compile(r"\bCPU \[([^\]]*)\](?:@(\d+))?", re.IGNORECASE)
 _EMC_RE = re.compile(r"\bEMC(?:_FREQ)? (\d+)%(?:@(\d+))?")
-_GR3D_RE = re.compile(r"\bGR3D(?:_FREQ)? (\d+)%(?:@\[?([\d,]+)\]?)?")
-_TEMP_RE = re.compile(r"\b([A-Za-z][\w.]*)@(-?\d+(?:\.\d+)?)C\b")
-_RAIL_RE = re.compile(r"\b([A-Za-z][A-Za-z0-9_]*) (\d+)(?:mW)?/(\d+)(?:mW)?(?=\s|$)")
+_GR3D_RE = re.compile(r"\bGR3D(?:_FREQ)? (\d+)%(?:@(?:\[([^\]]*)\]|(\d+)))?")
+_MTS_RE = re.compile(r"\bMTS fg (\d+)% bg (\d+)%")
+# engines: a name, then "off", a clock, or load%@clock; EMC/GR3D/CPU/RAM/... are parsed above
+_ENGINE_RE = re.compile(r"(?<![\w@.\-])([A-Z][A-Z0-9_]*) (off|\d+%@\d+|\d+)(?=\s|$)")
+_NOT_ENGINES = {"RAM", "SWAP", "IRAM", "CPU", "EMC", "EMC_FREQ", "GR3D", "GR3D_FREQ", "MTS", "LFB"}
+_TEMP_RE = re.compile(r"(?<![\w@.\-])([A-Za-z][\w.\-]*)@(-?\d+(?:\.\d+)?)C(?![\w.])")
+_RAIL_RE = re.compile(r"(?<![\w@.\-])([A-Za-z][A-Za-z0-9_]*) (\d+)(?:mW)?/(\d+)(?:mW)?(?=\s|$)")
+_TIMESTAMP_RE = re.compile(r"^(\d{2}-\d{2}-\d{4} \d{2}:\d{2}:\d{2})\s")
 _NOT_RAILS = {"RAM", "SWAP", "IRAM", "LFB"}
 #: thermal zones that are off report this value
 TEMP_OFFLINE_C = -256.0
+#: longer lines are cut before parsing (a real line is < 1 kB; this bounds the work on garbage)
+MAX_LINE_CHARS = 16384
 
 
 @dataclass
@@ -102,6 +131,18 @@ class TegrastatsLine:
     rails_w: Dict[str, float] = field(default_factory=dict)
     rails_avg_w: Dict[str, float] = field(default_factory=dict)
     warnings: List[str] = field(default_factory=list)
+    # fields added later (all optional, never needed by values())
+    timestamp: Optional[str] = None  # "MM-DD-YYYY HH:MM:SS" when tegrastats was asked for one
+    ram_lfb_blocks: Optional[int] = None  # "(lfb NxZMB)": N free blocks of Z MB
+    ram_lfb_block_mb: Optional[float] = None
+    swap_cached_mb: Optional[float] = None
+    iram_used_kb: Optional[float] = None
+    iram_total_kb: Optional[float] = None
+    gpu_freqs_mhz: List[Optional[float]] = field(default_factory=list)  # per GPC on Orin
+    mts_fg_pct: Optional[float] = None
+    mts_bg_pct: Optional[float] = None
+    engines: Dict[str, Dict[str, Optional[float]]] = field(default_factory=dict)  # {NVENC: {load_pct, freq_mhz}}
+    temps_offline: List[str] = field(default_factory=list)  # zones reporting -256C
 
     def values(self, module: str = "auto", rails: Optional[List[str]] = None) -> Tuple[Dict[str, Optional[float]], RailTotal]:
         """The line as telemetry values (see base.py for the key names) and the rail total."""
@@ -129,62 +170,151 @@ class TegrastatsLine:
         return out, total
 
 
+def _mb(value: str, unit: str) -> float:
+    return int(value) * _UNIT_MB[unit.upper()]
+
+
+def _parse_cpu(rec: TegrastatsLine, match: "re.Match[str]") -> None:
+    shared_freq = float(match.group(2)) if match.group(2) else None  # old format: CPU [a%,b%]@F
+    for item in match.group(1).split(","):
+        item = item.strip()
+        if item == "off" or not item:
+            rec.cpu_load_pct.append(None)
+            rec.cpu_freq_mhz.append(None)
+            continue
+        m = re.match(r"(\d+)%(?:@(\d+))?$", item)
+        if not m:
+            rec.warnings.append("unrecognised CPU entry %r in tegrastats line" % item[:40])
+            rec.cpu_load_pct.append(None)
+            rec.cpu_freq_mhz.append(None)
+            continue
+        rec.cpu_load_pct.append(float(m.group(1)))
+        rec.cpu_freq_mhz.append(float(m.group(2)) if m.group(2) else shared_freq)
+
+
+def _parse_gr3d(rec: TegrastatsLine, match: "re.Match[str]") -> None:
+    rec.gpu_load_pct = float(match.group(1))
+    if match.group(2) is not None:  # "@[305,0]": one clock per GPC ("off" for a gated GPC)
+        for item in match.group(2).split(","):
+            item = item.strip()
+            if item.isdigit():
+                rec.gpu_freqs_mhz.append(float(item))
+            elif item in ("", "off"):
+                rec.gpu_freqs_mhz.append(None)
+            else:
+                rec.gpu_freqs_mhz.append(None)
+                rec.warnings.append("unrecognised GR3D_FREQ clock %r in tegrastats line" % item[:40])
+        clocks = [f for f in rec.gpu_freqs_mhz if f is not None]
+        rec.gpu_freq_mhz = max(clocks) if clocks else None  # the GPU clock: the fastest GPC
+    elif match.group(3) is not None:
+        rec.gpu_freq_mhz = float(match.group(3))
+        rec.gpu_freqs_mhz = [rec.gpu_freq_mhz]
+
+
 def parse_tegrastats(line: str) -> TegrastatsLine:
-    """Parse one line of ``tegrastats`` output, whatever the JetPack release."""
+    """Parse one line of ``tegrastats`` output, whatever the JetPack release.
+
+    Each field is parsed on its own: an unknown field is skipped, a field that does not parse is
+    named in ``warnings`` and left None, and the others are still read. Never raises on text."""
     rec = TegrastatsLine()
-    text = line.strip()
+    if not isinstance(line, str):
+        line = line.decode("utf-8", "replace") if isinstance(line, (bytes, bytearray)) else str(line)
+    if len(line) > MAX_LINE_CHARS:
+        rec.warnings.append("tegrastats line of %d characters cut to %d" % (len(line), MAX_LINE_CHARS))
+        line = line[:MAX_LINE_CHARS]
+    # a carriage return inside the text means a line was overwritten: the last part is the newest
+    parts = [p for p in line.replace("\r\n", "\n").replace("\r", "\n").split("\n") if p.strip()]
+    text = parts[-1].strip() if parts else ""
     if not text:
         rec.warnings.append("empty tegrastats line")
         return rec
-    match = _RAM_RE.search(text)
-    if match:
-        unit = _UNIT_MB[match.group(3).upper()]
-        rec.ram_used_mb, rec.ram_total_mb = int(match.group(1)) * unit, int(match.group(2)) * unit
-    else:
-        rec.warnings.append("no RAM field in tegrastats line")
-    match = _SWAP_RE.search(text)
-    if match:
-        unit = _UNIT_MB[match.group(3).upper()]
-        rec.swap_used_mb, rec.swap_total_mb = int(match.group(1)) * unit, int(match.group(2)) * unit
-    match = _CPU_RE.search(text)
-    if match:
-        shared_freq = float(match.group(2)) if match.group(2) else None  # old format: CPU [a%,b%]@F
-        for item in match.group(1).split(","):
-            item = item.strip()
-            if item == "off" or not item:
-                rec.cpu_load_pct.append(None)
-                rec.cpu_freq_mhz.append(None)
+
+    def field_of(name: str, parse: Any) -> None:
+        try:
+            parse()
+        except (ValueError, KeyError, IndexError, OverflowError, TypeError) as exc:
+            rec.warnings.append("tegrastats %s field unparsable (%s: %s): %r" % (name, type(exc).__name__, exc,
+                                                                                  text[:120]))
+
+    def timestamp() -> None:
+        m = _TIMESTAMP_RE.match(text)
+        if m:
+            rec.timestamp = m.group(1)
+
+    def ram() -> None:
+        m = _RAM_RE.search(text)
+        if not m:
+            rec.warnings.append("no RAM field in tegrastats line")
+            return
+        rec.ram_used_mb, rec.ram_total_mb = _mb(m.group(1), m.group(3)), _mb(m.group(2), m.group(3))
+        if m.group(4):
+            rec.ram_lfb_blocks, rec.ram_lfb_block_mb = int(m.group(4)), _mb(m.group(5), m.group(6))
+
+    def swap() -> None:
+        m = _SWAP_RE.search(text)
+        if m:
+            rec.swap_used_mb, rec.swap_total_mb = _mb(m.group(1), m.group(3)), _mb(m.group(2), m.group(3))
+            if m.group(4):
+                rec.swap_cached_mb = _mb(m.group(4), m.group(5))
+
+    def iram() -> None:
+        m = _IRAM_RE.search(text)
+        if m:
+            rec.iram_used_kb = _mb(m.group(1), m.group(3)) * 1024.0
+            rec.iram_total_kb = _mb(m.group(2), m.group(3)) * 1024.0
+
+    def cpu() -> None:
+        m = _CPU_RE.search(text)
+        if m:
+            _parse_cpu(rec, m)
+
+    def emc() -> None:
+        m = _EMC_RE.search(text)
+        if m:
+            rec.emc_load_pct = float(m.group(1))
+            rec.emc_freq_mhz = float(m.group(2)) if m.group(2) else None
+
+    def gr3d() -> None:
+        m = _GR3D_RE.search(text)
+        if m:
+            _parse_gr3d(rec, m)
+
+    def mts() -> None:
+        m = _MTS_RE.search(text)
+        if m:
+            rec.mts_fg_pct, rec.mts_bg_pct = float(m.group(1)), float(m.group(2))
+
+    def engines() -> None:
+        for name, value in _ENGINE_RE.findall(text):
+            if name in _NOT_ENGINES:
                 continue
-            m = re.match(r"(\d+)%(?:@(\d+))?$", item)
-            if not m:
-                rec.warnings.append("unrecognised CPU entry %r in tegrastats line" % item)
-                rec.cpu_load_pct.append(None)
-                rec.cpu_freq_mhz.append(None)
+            if value == "off":
+                rec.engines[name] = {"load_pct": None, "freq_mhz": None}
+            elif "%@" in value:
+                load, freq = value.split("%@")
+                rec.engines[name] = {"load_pct": float(load), "freq_mhz": float(freq)}
+            else:
+                rec.engines[name] = {"load_pct": None, "freq_mhz": float(value)}
+
+    def temps() -> None:
+        for name, value in _TEMP_RE.findall(text):
+            celsius = float(value)
+            if celsius <= TEMP_OFFLINE_C:
+                rec.temps_offline.append(name)
                 continue
-            rec.cpu_load_pct.append(float(m.group(1)))
-            rec.cpu_freq_mhz.append(float(m.group(2)) if m.group(2) else shared_freq)
-    match = _EMC_RE.search(text)
-    if match:
-        rec.emc_load_pct = float(match.group(1))
-        rec.emc_freq_mhz = float(match.group(2)) if match.group(2) else None
-    match = _GR3D_RE.search(text)
-    if match:
-        rec.gpu_load_pct = float(match.group(1))
-        if match.group(2):
-            freqs = [float(f) for f in match.group(2).split(",") if f]
-            rec.gpu_freq_mhz = max(freqs) if freqs else None  # one entry per GPC on Orin: the GPU clock
-    offline = []
-    for name, value in _TEMP_RE.findall(text):
-        celsius = float(value)
-        if celsius <= TEMP_OFFLINE_C:
-            offline.append(name)
-            continue
-        rec.temps_c[name] = celsius
-    for name, cur, avg in _RAIL_RE.findall(text):
-        if name.upper() in _NOT_RAILS or name.upper() == "NC":
-            continue
-        rec.rails_w[name] = int(cur) / 1000.0
-        rec.rails_avg_w[name] = int(avg) / 1000.0
+            rec.temps_c[name] = celsius
+
+    def power() -> None:
+        for name, cur, avg in _RAIL_RE.findall(text):
+            if name.upper() in _NOT_RAILS or name.upper() == "NC":
+                continue
+            rec.rails_w[name] = int(cur) / 1000.0
+            rec.rails_avg_w[name] = int(avg) / 1000.0
+
+    for name, parse in (("timestamp", timestamp), ("RAM", ram), ("SWAP", swap), ("IRAM", iram), ("CPU", cpu),
+                        ("EMC", emc), ("GR3D", gr3d), ("MTS", mts), ("engine", engines),
+                        ("temperature", temps), ("power", power)):
+        field_of(name, parse)
     if not rec.rails_w:
         rec.warnings.append("no power rails in tegrastats line (needs root on some JetPack releases)")
     if rec.ram_used_mb is None and not rec.rails_w and not rec.temps_c:
