@@ -16,6 +16,11 @@ Methods (all CPU-capable with torch 2.14 / torchao 0.18; tried on the canary):
                 the file is not smaller than int8, but the weights hold only 16 levels
 Every nn.Linear is quantized (vision tower, merger, language model); the embeddings and the tied
 LM head stay float (torchao's default), as in the usual weight-only recipes.
+
+The torchao methods take a transformers model directory (config.json + safetensors); the
+``nncf-*`` methods (harness/models/quantize_openvino.py) take an OpenVINO IR directory.
+``METHOD_INPUTS`` says which; ``quantize_variants`` refuses a directory of the wrong kind and
+names the family that fits it.
 """
 
 from __future__ import annotations
@@ -25,13 +30,22 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
-METHODS: Dict[str, str] = {
+# nncf-* methods for OpenVINO IR directories (quantize_openvino imports nncf only when it runs)
+from .quantize_openvino import NNCF_METHODS, IRQuantizeResult, is_openvino_ir, quantize_ir
+
+TORCHAO_METHODS: Dict[str, str] = {
     "int8-dynamic": "torchao Int8DynamicActivationInt8WeightConfig (int8 weights, dynamic per-token int8 activations)",
     "int8-weight": "torchao Int8WeightOnlyConfig (int8 per-channel weights, float activations)",
     "int4-weight": "torchao IntxWeightOnlyConfig(weight_dtype=int4, granularity=PerGroup(32)), stored unpacked",
 }
+TRANSFORMERS_DIR = "a transformers model directory (config.json + safetensors)"
+OPENVINO_IR_DIR = "an OpenVINO IR directory (openvino_language_model.xml)"
+METHODS: Dict[str, str] = {**TORCHAO_METHODS, **NNCF_METHODS}
+# which input each method accepts
+METHOD_INPUTS: Dict[str, str] = {**{m: TRANSFORMERS_DIR for m in TORCHAO_METHODS},
+                                 **{m: OPENVINO_IR_DIR for m in NNCF_METHODS}}
 QUANT_INFO = "quantization.json"
 # Files a processor/tokenizer needs; copied from the source so the variant answers identically.
 _PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json", "video_preprocessor_config.json",
@@ -73,13 +87,44 @@ def _weights_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.iterdir() if p.suffix in (".safetensors", ".bin"))
 
 
+def source_kind(source: Path) -> Optional[str]:
+    """TRANSFORMERS_DIR, OPENVINO_IR_DIR or None (neither). An IR directory has a config.json too
+    (optimum copies it), so the IR is recognised first."""
+    source = Path(source)
+    if is_openvino_ir(source):
+        return OPENVINO_IR_DIR
+    if (source / "config.json").is_file() and (any(source.glob("*.safetensors"))
+                                               or (source / "pytorch_model.bin").is_file()):
+        return TRANSFORMERS_DIR
+    return None
+
+
+def check_method_input(source: Path, method: str) -> None:
+    """ValueError when ``source`` is not the kind of directory ``method`` takes, naming the
+    method family that fits it; FileNotFoundError when it is no model directory at all."""
+    if method not in METHODS:
+        raise ValueError("unknown quantization method %r; methods: %s" % (method, ", ".join(METHODS)))
+    kind = source_kind(source)
+    if kind is None:
+        raise FileNotFoundError("%s is not a model directory: neither %s nor %s"
+                                % (source, TRANSFORMERS_DIR, OPENVINO_IR_DIR))
+    if kind != METHOD_INPUTS[method]:
+        family = "nncf methods (%s)" % ", ".join(NNCF_METHODS) if kind == OPENVINO_IR_DIR \
+            else "torchao methods (%s)" % ", ".join(TORCHAO_METHODS)
+        raise ValueError("%s takes %s, but %s is %s: use the %s" % (method, METHOD_INPUTS[method], source, kind, family))
+
+
 def quantize_model(source: Path, method: str, out_dir: Path) -> QuantizeResult:
     """Quantize the model directory ``source`` with ``method`` into ``out_dir`` (replaced)."""
+    if method in NNCF_METHODS:
+        check_method_input(source, method)
+        return quantize_ir(source, method, out_dir)  # type: ignore[return-value]
     if method not in METHODS:
         raise ValueError("unknown quantization method %r; methods: %s" % (method, ", ".join(METHODS)))
     source = Path(source)
     if not (source / "config.json").is_file():
         raise FileNotFoundError("%s is not a Hugging Face model directory (no config.json)" % source)
+    check_method_input(source, method)
     started = time.perf_counter()
     import torch
     import torchao
@@ -128,10 +173,12 @@ def quantize_model(source: Path, method: str, out_dir: Path) -> QuantizeResult:
     )
 
 
-def quantize_variants(source: Path, methods: Sequence[str], out_dir: Path) -> List[QuantizeResult]:
+def quantize_variants(source: Path, methods: Sequence[str], out_dir: Path) -> List[Union[QuantizeResult, IRQuantizeResult]]:
     """`bench models quantize --model SRC --method M [--method M2 ...] --out OUT`: one variant
     directory per method, ``OUT/<method>`` (devices.yaml then lists them as model variants)."""
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError("unknown quantization method(s) %s; methods: %s" % (", ".join(unknown), ", ".join(METHODS)))
+    for method in methods:  # every method fits the source before any variant is made
+        check_method_input(Path(source), method)
     return [quantize_model(source, method, Path(out_dir) / method) for method in methods]
