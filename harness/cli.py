@@ -477,30 +477,38 @@ def models_make(
 
 @models_app.command("quantize")
 def models_quantize(
-    source: Path = typer.Option(..., "--model", help="A model directory (e.g. the fp32 canary)."),
+    source: Path = typer.Option(..., "--model", help="A transformers model directory (torchao methods) or an "
+                                                      "OpenVINO IR directory (nncf methods)."),
     method: List[str] = typer.Option(["int8-dynamic", "int4-weight"], "--method",
-                                     help="int8-dynamic, int8-weight or int4-weight (torchao); repeatable."),
+                                     help="int8-dynamic, int8-weight or int4-weight (torchao, transformers "
+                                          "dir); nncf-int8 or nncf-int4 (NNCF, OpenVINO IR dir); repeatable."),
     out: Path = typer.Option(..., "--out", help="Directory; each variant goes to OUT/METHOD."),
 ) -> None:
-    """Make quantized variants of a model with real tools (torchao), for accuracy-vs-speed suites."""
-    try:
-        from .models.quantize import METHODS, quantize_variants
-    except ImportError as exc:
-        raise _fail("bench models quantize needs torch, transformers and torchao (%s); install them with: "
-                    "pip install 'edge-vlm-bench[local,eval]'" % exc, EXIT_MISSING) from None
+    """Make quantized variants of a model with real tools (torchao, NNCF), for accuracy-vs-speed suites."""
+    from .models.quantize import METHOD_INPUTS, METHODS, NNCF_METHODS, check_method_input, quantize_variants
+
     unknown = [m for m in method if m not in METHODS]
     if unknown:
-        raise _fail("unknown method(s) %s; methods: %s" % (", ".join(unknown), ", ".join(METHODS)), EXIT_CONFIG)
-    if not (source / "config.json").is_file():
-        raise _fail("%s is not a model directory (no config.json)" % source, EXIT_MISSING)
+        raise _fail("unknown method(s) %s; methods: %s" % (
+            ", ".join(unknown), "; ".join("%s (%s)" % (m, METHOD_INPUTS[m]) for m in METHODS)), EXIT_CONFIG)
+    for name in method:
+        try:
+            check_method_input(source, name)
+        except FileNotFoundError as exc:
+            raise _fail(str(exc), EXIT_MISSING) from None
+        except ValueError as exc:
+            raise _fail(str(exc), EXIT_CONFIG) from None
     try:
         results = quantize_variants(source, method, out)
     except ImportError as exc:
-        raise _fail("%s; install it with: pip install 'edge-vlm-bench[eval]'" % exc, EXIT_MISSING) from None
+        extra = "openvino" if any(m in NNCF_METHODS for m in method) else "local,eval"
+        raise _fail("bench models quantize: %s; install it with: pip install 'edge-vlm-bench[%s]'" % (exc, extra),
+                    EXIT_MISSING) from None
     for result in results:
-        err.print("%s: %s (%d modules quantized, %.1f MB of weights, %.1f s)"
-                  % (result.method, result.path, len(result.quantized_modules), result.weights_bytes / 1e6,
-                     result.seconds))
+        what = "IR files compressed" if result.method in NNCF_METHODS else "modules quantized"
+        err.print("%s: %s (%d %s, %.1f MB of weights from %.1f MB, %.1f s)"
+                  % (result.method, result.path, len(result.quantized_modules), what, result.weights_bytes / 1e6,
+                     result.source_bytes / 1e6, result.seconds))
 
 
 # -- bench devices / suites --------------------------------------------------------------------
