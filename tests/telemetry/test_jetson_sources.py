@@ -260,3 +260,77 @@ def test_jetson_mode_without_root_or_nvpmodel() -> None:
     assert "needs root" in src.drain_warnings()[0]
     with pytest.raises(SourceUnavailable, match="nvpmodel not found"):
         JetsonModeSource({}, command_runner=FakeRunner({}))
+
+
+# JetPack 4 (L4T 32.x) NVIDIA iio driver: /sys/bus/i2c/drivers/ina3221x/<bus-addr>/iio:deviceN/ with
+# rail_name_<ch> (ch 0..2), in_power<ch>_input (mW), in_voltage<ch>_input (mV), in_current<ch>_input (mA).
+# File names: energymon/energymon jetson/ina3221x.c, rbonghi/jetson_stats jtop/core/power.py; Nano rails
+# (0x40 on bus 6: POM_5V_IN, POM_5V_GPU, POM_5V_CPU): energymon jetson/JetsonPowerRails.md and
+# rverdile/nano-temp-monitor power.py (ina3221x/6-0040/iio:device0/in_power0_input = total).
+NANO_JP4_INA = {
+    "/sys/bus/i2c/drivers/ina3221x/6-0040/iio:device0/rail_name_0": "POM_5V_IN\n",
+    "/sys/bus/i2c/drivers/ina3221x/6-0040/iio:device0/in_power0_input": "2371\n",
+    "/sys/bus/i2c/drivers/ina3221x/6-0040/iio:device0/in_voltage0_input": "5040\n",
+    "/sys/bus/i2c/drivers/ina3221x/6-0040/iio:device0/in_current0_input": "472\n",
+    "/sys/bus/i2c/drivers/ina3221x/6-0040/iio:device0/rail_name_1": "POM_5V_GPU\n",
+    "/sys/bus/i2c/drivers/ina3221x/6-0040/iio:device0/in_power1_input": "39\n",
+    "/sys/bus/i2c/drivers/ina3221x/6-0040/iio:device0/in_voltage1_input": "5016\n",
+    "/sys/bus/i2c/drivers/ina3221x/6-0040/iio:device0/in_current1_input": "8\n",
+    "/sys/bus/i2c/drivers/ina3221x/6-0040/iio:device0/rail_name_2": "POM_5V_CPU\n",
+    # no in_power2_input on this channel: V x I is used
+    "/sys/bus/i2c/drivers/ina3221x/6-0040/iio:device0/in_voltage2_input": "5016\n",
+    "/sys/bus/i2c/drivers/ina3221x/6-0040/iio:device0/in_current2_input": "95\n",
+}
+
+# AGX Xavier JetPack 4: two devices, 1-0040 (GPU, CPU, SOC) and 1-0041 (CV, VDDRQ, SYS5V), per
+# oscarferraz/ICASSP23 jetson_inference_xavier/.../power_loop.sh and energymon's JetsonPowerRails.md.
+XAVIER_JP4_INA = {}
+for _dev, _addr, _names, _mw in (("iio:device0", "1-0040", ("GPU", "CPU", "SOC"), ("463", "618", "2936")),
+                                 ("iio:device1", "1-0041", ("CV", "VDDRQ", "SYS5V"), ("0", "309", "3306"))):
+    for _ch, (_name, _p) in enumerate(zip(_names, _mw)):
+        XAVIER_JP4_INA["/sys/bus/i2c/drivers/ina3221x/%s/%s/rail_name_%d" % (_addr, _dev, _ch)] = _name + "\n"
+        XAVIER_JP4_INA["/sys/bus/i2c/drivers/ina3221x/%s/%s/in_power%d_input" % (_addr, _dev, _ch)] = _p + "\n"
+
+
+def test_ina3221_jetpack4_iio_form(tmp_path: Path) -> None:
+    root = write_tree(tmp_path, NANO_JP4_INA)
+    src = Ina3221Source({}, root=str(root))
+    assert sorted(src.channels) == ["POM_5V_CPU", "POM_5V_GPU", "POM_5V_IN"]
+    values = src.read()
+    assert values["power_w"] == pytest.approx(2.371)  # in_power0_input, mW
+    assert values["power_w:POM_5V_GPU"] == pytest.approx(0.039)
+    assert values["power_w:POM_5V_CPU"] == pytest.approx(5.016 * 0.095)  # V x I without a power file
+    info = src.describe()
+    assert info["interface"].startswith("iio") and info["rails_summed"] == ["POM_5V_IN"]
+    assert info["rails"]["POM_5V_IN"]["power_mW"].endswith("iio:device0/in_power0_input")
+    assert src.drain_warnings() == []
+
+
+def test_ina3221_jetpack4_agx_xavier_sums_six_rails(tmp_path: Path) -> None:
+    root = write_tree(tmp_path, XAVIER_JP4_INA)
+    src = Ina3221Source({}, root=str(root))
+    values = src.read()
+    assert values["power_w"] == pytest.approx((463 + 618 + 2936 + 0 + 309 + 3306) / 1000.0)
+    assert src.describe()["rails_summed"] == ["GPU", "CPU", "SOC", "CV", "VDDRQ", "SYS5V"]
+
+
+def test_ina3221_labels_with_spaces_unicode_and_duplicates(tmp_path: Path) -> None:
+    files = dict(ORIN_NANO_INA)
+    base = "/sys/bus/i2c/drivers/ina3221/1-0041/hwmon/hwmon7/"
+    files.update({base + "in1_label": "VDD IN ünicode rail\r\n", base + "in1_input": "5000\n",
+                  base + "curr1_input": "100\n", base + "in2_label": "VDD_IN\n", base + "in2_input": "5000\n",
+                  base + "curr2_input": "200\n", base + "in3_label": "\n", base + "in3_input": "0\n",
+                  base + "curr3_input": "0\n"})
+    root = write_tree(tmp_path, files)
+    src = Ina3221Source({}, root=str(root))
+    values = src.read()
+    assert values["power_w:VDD IN ünicode rail"] == pytest.approx(0.5)
+    assert values["power_w:VDD_IN@1-0041"] == pytest.approx(1.0)  # a second VDD_IN is kept apart
+    assert values["power_w"] == pytest.approx(5.072 * 1.124)  # the first VDD_IN is the module total
+    assert any("empty label" in s for s in src.describe()["skipped"])
+
+
+def test_tegrastats_source_survives_garbage_lines() -> None:
+    src = TegrastatsSource({}, lines=["\x00\xff garbage " * 1000])
+    values = src.read()
+    assert values["power_w"] is None and src.drain_warnings()

@@ -235,11 +235,15 @@ class JtopSource(TelemetrySource):
 
 
 INA3221_GLOB = "/sys/bus/i2c/drivers/ina3221/*/hwmon/hwmon*/in*_label"
+#: JetPack 4 (L4T 32.x) NVIDIA staging iio driver: rail_name_N, in_power N (mW), in_voltageN (mV),
+#: in_currentN (mA), N = 0..2 (energymon's ina3221x.c, jetson-stats power.py)
+INA3221X_GLOB = "/sys/bus/i2c/drivers/ina3221x/*/iio:device*/rail_name_*"
 
 
 @register_source("ina3221")
 class Ina3221Source(TelemetrySource):
-    """INA3221 power monitors through hwmon sysfs (no daemon needed): V x I per rail."""
+    """INA3221 power monitors through sysfs (no daemon needed): V x I per rail from hwmon
+    (JetPack 5+), or the iio driver's power/voltage/current files (JetPack 4)."""
 
     kinds = ("power",)
     options = {"module": "auto", "rails": None}
@@ -247,48 +251,87 @@ class Ina3221Source(TelemetrySource):
     def __init__(self, config: Optional[Dict[str, Any]] = None, root: str = "/", command_runner: Any = None) -> None:
         super().__init__(config, root, command_runner)
         self.module, self.rails = _check_module(self.config)
-        self.channels: Dict[str, Tuple[str, str]] = {}  # rail -> (inN_input mV, currN_input mA)
+        self.channels: Dict[str, Tuple[str, str]] = {}  # rail -> (voltage mV file, current mA file)
+        self.power_files: Dict[str, str] = {}  # rail -> power mW file (iio driver), read instead of V x I
         self.skipped: List[str] = []
+        self.interface = "hwmon"
         for label_path in sorted(glob.glob(self.path(INA3221_GLOB))):
             m = re.match(r"in(\d+)_label$", os.path.basename(label_path))
             if not m:
                 continue
             folder, n = os.path.dirname(label_path), m.group(1)
-            try:
-                label = read_text(label_path).strip()
-            except OSError as exc:
-                self.setup_warnings.append("%s unreadable: %s" % (label_path, short_error(exc)))
-                continue
-            if label.upper() == "NC" or label.upper().startswith("NC "):
-                self.skipped.append("%s (not connected)" % label_path)
-                continue
-            if "sum of shunt" in label.lower():
-                self.skipped.append("%s (%s)" % (label_path, label))
+            label = self._label(label_path)
+            if label is None:
                 continue
             volt, curr = os.path.join(folder, "in%s_input" % n), os.path.join(folder, "curr%s_input" % n)
             if not os.path.exists(curr):
                 self.skipped.append("%s (%s: no curr%s_input)" % (label_path, label, n))
                 continue
-            if label in self.channels:
-                label = "%s@%s" % (label, os.path.basename(os.path.dirname(os.path.dirname(folder))))
-            self.channels[label] = (volt, curr)
+            self._add(label, os.path.basename(os.path.dirname(os.path.dirname(folder))), volt, curr)
+        if not self.channels:
+            for label_path in sorted(glob.glob(self.path(INA3221X_GLOB))):
+                m = re.match(r"rail_name_(\d+)$", os.path.basename(label_path))
+                if not m:
+                    continue
+                folder, n = os.path.dirname(label_path), m.group(1)
+                label = self._label(label_path)
+                if label is None:
+                    continue
+                volt = os.path.join(folder, "in_voltage%s_input" % n)
+                curr = os.path.join(folder, "in_current%s_input" % n)
+                power = os.path.join(folder, "in_power%s_input" % n)
+                if not os.path.exists(power) and not (os.path.exists(volt) and os.path.exists(curr)):
+                    self.skipped.append("%s (%s: no in_power%s_input nor voltage/current)" % (label_path, label, n))
+                    continue
+                name = self._add(label, os.path.basename(os.path.dirname(folder)), volt, curr)
+                if os.path.exists(power):
+                    self.power_files[name] = power
+                self.interface = "iio (ina3221x, JetPack 4)"
         if not self.channels:
             raise SourceUnavailable(
-                "no INA3221 rails under %s (not a Jetson, or the ina3221 driver is not loaded); "
-                "use the jtop or tegrastats source" % self.path("/sys/bus/i2c/drivers/ina3221")
+                "no INA3221 rails under %s or %s (not a Jetson, or the ina3221 driver is not loaded); "
+                "use the jtop or tegrastats source" % (self.path("/sys/bus/i2c/drivers/ina3221"),
+                                                       self.path("/sys/bus/i2c/drivers/ina3221x"))
             )
         self._total = sum_rails({k: 0.0 for k in self.channels}, self.module, self.rails)
         self.covers = _covers(self._total)
         self.setup_warnings.extend(self._total.warnings)
 
+    def _label(self, label_path: str) -> Optional[str]:
+        """The rail name in a label file, or None (recorded in ``skipped``) for NC / shunt sum."""
+        try:
+            label = read_text(label_path).strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            self.setup_warnings.append("%s unreadable: %s" % (label_path, short_error(exc)))
+            return None
+        if not label:
+            self.skipped.append("%s (empty label)" % label_path)
+            return None
+        if label.upper() == "NC" or label.upper().startswith("NC "):
+            self.skipped.append("%s (not connected)" % label_path)
+            return None
+        if "sum of shunt" in label.lower():
+            self.skipped.append("%s (%s)" % (label_path, label))
+            return None
+        return label
+
+    def _add(self, label: str, device: str, volt: str, curr: str) -> str:
+        name = label if label not in self.channels else "%s@%s" % (label, device)
+        self.channels[name] = (volt, curr)
+        return name
+
     def read(self) -> Values:
         rails_w: Dict[str, Optional[float]] = {}
         for label, (volt_path, curr_path) in self.channels.items():
             try:
+                power_path = self.power_files.get(label)
+                if power_path is not None:
+                    rails_w[label] = parse_number(read_text(power_path)) / 1000.0  # mW
+                    continue
                 mv = parse_number(read_text(volt_path))
                 ma = parse_number(read_text(curr_path))
                 rails_w[label] = mv * ma / 1e6
-            except (OSError, ValueError, IndexError) as exc:
+            except (OSError, ValueError, IndexError, UnicodeDecodeError) as exc:
                 self.warn("INA3221 rail %s unreadable: %s" % (label, short_error(exc)))
                 rails_w[label] = None
         total = sum_rails(rails_w, self.module, self.rails)
@@ -301,8 +344,12 @@ class Ina3221Source(TelemetrySource):
 
     def describe(self) -> Dict[str, Any]:
         info = super().describe()
-        info.update({"module": self.module, "rails": {k: {"volt_mV": v, "curr_mA": c} for k, (v, c) in self.channels.items()},
-                     "skipped": self.skipped})
+        rails: Dict[str, Any] = {}
+        for k, (v, c) in self.channels.items():
+            rails[k] = {"volt_mV": v, "curr_mA": c}
+            if k in self.power_files:
+                rails[k]["power_mW"] = self.power_files[k]
+        info.update({"module": self.module, "rails": rails, "skipped": self.skipped, "interface": self.interface})
         info.update(_rail_describe(self._total))
         return info
 
