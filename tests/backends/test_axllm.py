@@ -465,3 +465,83 @@ def test_missing_binary_is_unavailable(tmp_path: Path) -> None:
     with pytest.raises(BackendUnavailable, match="the ax-llm binary no-such-main-binary was not found"):
         _backend({"main": "no-such-main-binary"}, tmp_path).load()
     assert not [p for p in os.listdir(tmp_path)]  # nothing left behind
+
+
+# `axllm run` with ax-llm's newer logger (src/runner/utils/logger.cpp: "HH:MM:SS.mmm TAG func:line | msg",
+# tags INF/NTC/WRN/ERR/...): an image query as posted in M5Stack's LLM-8850 docs (Qwen3.5-4B, "axllm run"
+# terminal chat mode), model text shortened.
+AXLLM_NEW_LOGGER = (
+    "prompt >> 描述图片内容\n"
+    "image >> bus.jpg\n"
+    "09:47:13.316 INF EncodeForContent:1121 | Qwen-VL pixel_values[0] bytes=884736 min=0 max=255 "
+    "(w=384 h=384 tp=2 ps=16 sm=2)\n"
+    "09:47:13.474 INF EncodeForContent:1144 | vision cache store: bus.jpg\n"
+    "09:47:13.476 INF SetKVCache:749 | prefill_grpid:3 kv_cache_num:256 precompute_len:33 input_num_token:159\n"
+    "09:47:13.476 INF SetKVCache:757 | current prefill_max_token_num:1024\n"
+    "09:47:13.476 INF Run:818 | input token num : 159, prefill_split_num : 2\n"
+    "09:47:13.476 INF Run:858 | prefill chunk p=0 history_len=33 grpid=2 kv_cache_num=128 input_tokens=128\n"
+    "09:47:13.476 INF Run:881 | prefill indices shape: p=0 idx_elems=128 idx_rows=1 pos_rows=3\n"
+    "09:47:14.393 INF Run:858 | prefill chunk p=1 history_len=161 grpid=3 kv_cache_num=256 input_tokens=31\n"
+    "09:47:14.393 INF Run:881 | prefill indices shape: p=1 idx_elems=128 idx_rows=1 pos_rows=3\n"
+    "09:47:15.430 INF Run:1023 | ttft: 1953.40 ms\n"
+    "<think>\n\n</think>\n\n这张图片展示了一个城市街道的场景。\n\n"
+    "09:47:59.246 NTC Run:1145 | hit eos,avg 5.75 token/s\n"
+    "09:47:59.247 INF GetKVCache:721 | precompute_len:312, remaining:840\n"
+)
+
+
+def test_parses_the_new_axllm_logger_format() -> None:
+    run = parse_run(_chunks(AXLLM_NEW_LOGGER))
+    assert run.encode_ms is None  # this build logs no encode time
+    assert run.n_input_tokens == 159 and run.prefill_split_num == 2
+    # the chunks, not SetKVCache's prompt total
+    assert run.prefill_chunks == [128, 31]
+    assert run.engine_ttft_ms == pytest.approx(1953.40)
+    assert run.rate_tps == pytest.approx(5.75)
+    assert run.text == "<think>\n\n</think>\n\n这张图片展示了一个城市街道的场景。"
+    assert run.error_lines == []
+
+
+def test_setkvcache_line_is_not_a_prefill_chunk_in_the_old_format() -> None:
+    # older builds log the same SetKVCache line (LLM.hpp: "prefill_grpid:%d kv_cache_num:%d precompute_len:%d
+    # input_num_token:%d") before their "input_num_token:%d" chunk lines
+    text = ("[I][                      SetKVCache][ 627]: prefill_grpid:2 kv_cache_num:128 precompute_len:0 "
+            "input_num_token:20\n"
+            "[I][                             Run][ 659]: input_num_token:20\n"
+            "[I][                             Run][ 796]: ttft: 129.16 ms\nHi\n\n"
+            "[N][                             Run][ 949]: hit eos,avg 27.22 token/s\n")
+    run = parse_run(_chunks(text))
+    assert run.prefill_chunks == [20] and run.text == "Hi"
+
+
+def test_coloured_terminal_output() -> None:
+    # sample_log.h wraps each line in ANSI colours ("\033[1;30;31m[E][%32s][%4d]: " fmt "\033[0m\n"); the new
+    # logger writes colour + line + "\n" and then "\x1b[0m", which can arrive with the first token
+    chunks = [Chunk(0, "\x1b[32m09:45:45.569 INF Run:1023 | ttft: 860.29 ms\n"), Chunk(3, "\x1b[0mHello"),
+              Chunk(5, "!"), Chunk(7, "\x1b[0m"), Chunk(9, "\n\n\x1b[35m09:45:47.825 NTC Run:1145 | hit eos,avg 5.76 "
+                                                    "token/s\n\x1b[0m")]
+    run = parse_run(chunks)
+    assert run.engine_ttft_ms == pytest.approx(860.29) and run.rate_tps == pytest.approx(5.76)
+    assert run.writes == [(3, "Hello"), (5, "!")] and run.text == "Hello!"
+    init = parse_init("\x1b[1;30;31m[E][                     load_config][ 278]: config file open failed\x1b[0m\n"
+                      "09:45:01.287 ERR Init:99 | axmodel load failed\n"
+                      "\x1b[31m09:45:01.288 CRT Init:100 | out of CMM\n\x1b[0m"
+                      "09:45:06.702 WRN load_config:306 | Both top_p and top_k enabled\n"
+                      "user text mentioning [E] or ERR is not an error line\n")
+    assert init["error_lines"] == ["[E][                     load_config][ 278]: config file open failed",
+                                   "09:45:01.287 ERR Init:99 | axmodel load failed",
+                                   "09:45:01.288 CRT Init:100 | out of CMM"]
+
+
+def test_cmm_summary_is_the_line_that_starts_with_total_size() -> None:
+    # /proc/ax_proc/mem_cmm_info: partition and block lines, then "---CMM_USE_INFO:" and the summary with a
+    # leading space (line quoted in a public ax-llm-based FastAPI service: total size=10485760KB(10240MB),...)
+    text = ('+---PARTITION: Phys(0x140000000, 0x3FFFFFFFF), Size=10485760KB(10240MB),    NAME="anonymous"\n'
+            '   |-Block: phys(0x140000000, 0x140003FFF), cache =non-cacheable, length=16KB(0MB),    '
+            'name="total size=1KB,used=1KB,remain=1KB"\r\n'
+            "---CMM_USE_INFO:\r\n"
+            " total size=10485760KB(10240MB),used=283228KB(276MB + 604KB),remain=10202532KB(9963MB + 420KB),"
+            "partition_number=1,block_number=41\r\n")
+    usage = parse_cmm_info(text)
+    assert usage is not None
+    assert (usage.total_mb, usage.used_mb, usage.remain_mb) == (10240.0, 283228 / 1024.0, 10202532 / 1024.0)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from harness.runner.telemetry import build_sources
-from harness.runner.telemetry.ax650n import Ax650nSource, parse_cmm_info, parse_npu_top
+from harness.runner.telemetry.ax650n import Ax650nSource, parse_cmm_info, parse_npu_top, parse_npu_top_cores
 from harness.runner.telemetry.meter import MeterCommandSource, MeterSerialSource, parse_watts
 
 from .helpers import FakeRunner, fixture_text, write_tree
@@ -138,3 +138,42 @@ def test_meter_serial_custom_pattern_and_missing_device(tmp_path: Path) -> None:
     src.close()
     sources, warnings = build_sources([{"source": "meter_serial", "device": str(tmp_path / "ttyUSB9")}])
     assert sources == [] and "not found" in warnings[0]
+
+
+def test_cmm_summary_ignores_block_names_and_takes_the_last_summary() -> None:
+    # a block's name="..." is free text: it must not be read as the summary
+    text = fixture_text("mem_cmm_info_ax650n.txt").replace(
+        'name="npu_model"', 'name="total size=1KB,used=1KB,remain=0KB"').replace("\n", "\r\n")
+    info = parse_cmm_info(text)
+    assert info.warnings == [] and info.total_mb == 3072.0 and info.used_mb == pytest.approx(18876 / 1024)
+    # summary line with a leading space, 10 GiB CMM (quoted in a public ax-llm-based service's source)
+    info = parse_cmm_info(" total size=10485760KB(10240MB),used=283228KB(276MB + 604KB),"
+                          "remain=10202532KB(9963MB + 420KB),partition_number=1,block_number=41\n")
+    assert (info.total_mb, info.used_mb, info.remain_mb) == (10240.0, 283228 / 1024, 10202532 / 1024)
+    assert parse_cmm_info("").warnings and parse_cmm_info(" total size=12").used_mb is None
+
+
+def test_npu_top_real_formats() -> None:
+    # AXERA NPU docs, AX8850N board: "echo 1 > /proc/ax_proc/npu/enable; cat /proc/ax_proc/npu/top"
+    assert parse_npu_top("core:vnpu-Non\ntime:568387\nperiod:1000000\nutilization:96%\n") == 96.0
+    # NPU split into three virtual NPUs: one block per core (a public AI-box MQTT client reads
+    # core:vnpu_stdd_1..3 this way); the NPU figure is their mean, the cores are kept too
+    three = ("core:vnpu_stdd_1\ntime:1\nperiod:1000000\nutilization:30%\n"
+             "core:vnpu_stdd_2\ntime:1\nperiod:1000000\nutilization:60%\n"
+             "core:vnpu_stdd_3\ntime:1\nperiod:1000000\nutilization:0%\r\n")
+    assert parse_npu_top_cores(three) == {"vnpu_stdd_1": 30.0, "vnpu_stdd_2": 60.0, "vnpu_stdd_3": 0.0}
+    assert parse_npu_top(three) == pytest.approx(30.0)
+    # AXCL FAQ: an idle NPU reads as one of these messages
+    assert parse_npu_top("nputop info is empty!\n") == 0.0
+    assert parse_npu_top("nputop info not updated over 1000 ms!\n") == 0.0
+    assert parse_npu_top("utilization:bad\n") is None
+
+
+def test_ax650n_source_reports_npu_cores_and_survives_bad_thermal(tmp_path: Path) -> None:
+    root = ax_tree(tmp_path, npu="core:vnpu_stdd_1\nutilization:30%\ncore:vnpu_stdd_2\nutilization:50%\n")
+    (root / "sys/class/thermal/thermal_zone0/temp").write_text("garbage\n")
+    src = Ax650nSource({}, root=str(root))
+    values = src.read()
+    assert values["util_pct:npu"] == 40.0
+    assert values["util_pct:npu_vnpu_stdd_1"] == 30.0 and values["util_pct:npu_vnpu_stdd_2"] == 50.0
+    assert values["temp_c:soc"] is None and src.drain_warnings()

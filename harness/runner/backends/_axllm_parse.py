@@ -30,12 +30,20 @@ TTFT_RE = re.compile(r"\bttft\s*[:=]?\s*" + _NUM + r"\s*ms", re.IGNORECASE)
 EOS_RE = re.compile(r"hit\s*eos\s*,?\s*(?:avg\s*" + _NUM + r"\s*token\s*/\s*s)?", re.IGNORECASE)
 INPUT_RE = re.compile(r"input\s*token\s*num\s*[:=]?\s*(\d+)(?:\s*,?\s*prefill_split_num\s*[:=]?\s*(\d+))?",
                       re.IGNORECASE)
-CHUNK_RE = re.compile(r"input_num_token\s*[:=]?\s*(\d+)", re.IGNORECASE)
+# one prefill chunk: "[I][ Run][ 659]: input_num_token:128" (the whole message; SetKVCache's
+# "... precompute_len:0 input_num_token:20" line is the prompt total, not a chunk), or in axllm
+# builds with the new logger "INF Run:858 | prefill chunk p=0 history_len=0 ... input_tokens=20"
+CHUNK_RE = re.compile(r"(?:^|\]:|\|)[ \t]*input_num_token\s*[:=]?\s*(\d+)[ \t]*$", re.IGNORECASE | re.MULTILINE)
+PREFILL_CHUNK_RE = re.compile(r"prefill\s+chunk\s+p\s*=\s*\d+\b[^\n]*?\binput_tokens\s*=\s*(\d+)", re.IGNORECASE)
 REMAIN_CMM_RE = re.compile(r"remain_cmm\s*\(\s*(-?\d+)\s*MB\s*\)", re.IGNORECASE)
-ERROR_LINE_RE = re.compile(r"^\s*\[E\]")
-# /proc/ax_proc/mem_cmm_info summary line
-CMM_INFO_RE = re.compile(r"total\s*size\s*=\s*(\d+)\s*KB.*?used\s*=\s*(\d+)\s*KB.*?remain\s*=\s*(\d+)\s*KB",
-                         re.IGNORECASE)
+# error lines: "[E][ Func][ 123]: ..." (sample_log.h macros, ANSI-coloured on a terminal), or
+# "HH:MM:SS.mmm ERR Func:123 | ..." (ax-llm's logger.cpp: tags ERR, CRT, ALT, EMG above warnings)
+ERROR_LINE_RE = re.compile(r"^\s*(?:\[E\]|(?:\d{2}:\d{2}:\d{2}(?:\.\d+)?\s+)?(?:ERR|CRT|ALT|EMG)\s+\S+:\d+\s+\|)")
+# ANSI colour / cursor sequences (CSI ... final byte) that both loggers wrap lines in on a terminal
+ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+# /proc/ax_proc/mem_cmm_info summary line: it starts its line; a block's name="..." may hold any text
+CMM_INFO_RE = re.compile(r"^\s*total\s*size\s*=\s*(\d+)\s*KB.*?\bused\s*=\s*(\d+)\s*KB.*?\bremain\s*=\s*(\d+)\s*KB",
+                         re.IGNORECASE | re.MULTILINE)
 
 
 @dataclass
@@ -48,12 +56,21 @@ class CmmUsage:
 def parse_cmm_info(text: str) -> Optional[CmmUsage]:
     """The summary line of /proc/ax_proc/mem_cmm_info, e.g.
     ``total size=3145728KB(3072MB),used=18876KB(18MB + 444KB),remain=3126852KB(3053MB + 580KB),...``"""
-    for line in text.splitlines():
-        match = CMM_INFO_RE.search(line)
-        if match:
-            total, used, remain = (int(g) / 1024.0 for g in match.groups())
-            return CmmUsage(total, used, remain)
-    return None
+    matches = list(CMM_INFO_RE.finditer(text or ""))
+    if not matches:
+        return None
+    total, used, remain = (int(g) / 1024.0 for g in matches[-1].groups())
+    return CmmUsage(total, used, remain)
+
+
+def strip_ansi(text: str) -> str:
+    """``text`` without terminal colour sequences."""
+    return ANSI_RE.sub("", text)
+
+
+def error_lines(text: str) -> List[str]:
+    """The engine's error lines, colours removed."""
+    return [ln.strip() for ln in strip_ansi(text).splitlines() if ERROR_LINE_RE.match(ln)]
 
 
 def parse_init(text: str) -> Dict[str, Any]:
@@ -64,7 +81,7 @@ def parse_init(text: str) -> Dict[str, Any]:
         # -1 is what AXCL (PCIe card) builds print: the host cannot see the card's CMM
         info["remain_cmm_mb_after_init"] = remains[-1] if remains[-1] >= 0 else None
         info["remain_cmm_mb_reported"] = remains
-    errors = [line.strip() for line in text.splitlines() if ERROR_LINE_RE.match(line)]
+    errors = error_lines(text)
     if errors:
         info["error_lines"] = errors[-10:]
     return info
@@ -150,7 +167,7 @@ def parse_run(chunks: Sequence[Chunk]) -> ParsedRun:
     run = ParsedRun()
     if not text:
         return run
-    run.error_lines = [ln.strip() for ln in text.splitlines() if ERROR_LINE_RE.match(ln)]
+    run.error_lines = error_lines(text)
     encode = ENCODE_RE.search(text)
     if encode:
         run.encode_ms = float(encode.group(1))
@@ -163,7 +180,9 @@ def parse_run(chunks: Sequence[Chunk]) -> ParsedRun:
     ttft = TTFT_RE.search(text)
     if ttft is None:
         return run
-    run.prefill_chunks = [int(m.group(1)) for m in CHUNK_RE.finditer(text, 0, ttft.start())]
+    before = text[:ttft.start()]
+    run.prefill_chunks = ([int(m.group(1)) for m in PREFILL_CHUNK_RE.finditer(before)]
+                          or [int(m.group(1)) for m in CHUNK_RE.finditer(strip_ansi(before))])
     run.engine_ttft_ms = float(ttft.group(1))
     ttft_end = line.line_end(ttft.start())
     run.t_ttft_line = line.time_at(ttft_end)
@@ -184,7 +203,10 @@ def parse_run(chunks: Sequence[Chunk]) -> ParsedRun:
         # the binary prints "\n\n" after the last token: not a token
         if text.endswith("\n\n", ttft_end + 1, gen_end):
             gen_end -= 2
-    run.writes = line.writes(ttft_end + 1, gen_end)
+    # a coloured log line's reset code ("\x1b[0m") can arrive after its newline, with the first
+    # token: colour codes are not answer text (a write that held only codes is dropped)
+    run.writes = [(t, strip_ansi(piece)) for t, piece in line.writes(ttft_end + 1, gen_end)]
+    run.writes = [(t, piece) for t, piece in run.writes if piece]
     run.text = "".join(piece for _, piece in run.writes)
     return run
 

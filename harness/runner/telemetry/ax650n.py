@@ -16,8 +16,14 @@ NPU_TOP = "/proc/ax_proc/npu/top"
 NPU_ENABLE = "/proc/ax_proc/npu/enable"
 SOC_TEMP = "/sys/class/thermal/thermal_zone0/temp"
 
-_CMM_RE = re.compile(r"total size=(\d+)KB.*?used=(\d+)KB.*?remain=(\d+)KB", re.IGNORECASE)
+# the summary line starts the line (after spaces); a block's name="..." can hold any text, so a match
+# inside a "|-Block:" line must not count, and the last summary in the file is the current one
+_CMM_RE = re.compile(r"^\s*total\s*size\s*=\s*(\d+)\s*KB.*?\bused\s*=\s*(\d+)\s*KB.*?\bremain\s*=\s*(\d+)\s*KB",
+                     re.IGNORECASE | re.MULTILINE)
 _UTIL_RE = re.compile(r"utilization\s*:\s*(\d+(?:\.\d+)?)\s*%", re.IGNORECASE)
+_CORE_RE = re.compile(r"^\s*core\s*:\s*(\S+)", re.IGNORECASE)
+# AXCL FAQ: with the NPU idle, top reads "nputop info is empty!" or "nputop info not updated over N ms!"
+_NPU_IDLE_RE = re.compile(r"nputop info (?:is empty|not updated over)", re.IGNORECASE)
 
 
 @dataclass
@@ -29,22 +35,48 @@ class CmmInfo:
 
 
 def parse_cmm_info(text: str) -> CmmInfo:
-    """The summary line of /proc/ax_proc/mem_cmm_info:
-    ``total size=3145728KB(3072MB),used=18876KB(18MB + 444KB),remain=3126852KB(3053MB + 580KB),...``"""
-    for line in text.splitlines():
-        m = _CMM_RE.search(line)
-        if m:
-            total, used, remain = (int(g) / 1024.0 for g in m.groups())
-            info = CmmInfo(total, used, remain)
-            if abs(total - used - remain) > 1.0:
-                info.warnings.append("CMM used + remain != total (%.0f + %.0f vs %.0f MB)" % (used, remain, total))
-            return info
+    """The summary line of /proc/ax_proc/mem_cmm_info (after ``---CMM_USE_INFO:``):
+    `` total size=3145728KB(3072MB),used=18876KB(18MB + 444KB),remain=3126852KB(3053MB + 580KB),...``"""
+    matches = list(_CMM_RE.finditer(text or ""))
+    if matches:
+        total, used, remain = (int(g) / 1024.0 for g in matches[-1].groups())
+        info = CmmInfo(total, used, remain)
+        if abs(total - used - remain) > 1.0:
+            info.warnings.append("CMM used + remain != total (%.0f + %.0f vs %.0f MB)" % (used, remain, total))
+        return info
     return CmmInfo(warnings=["no 'total size=...,used=...,remain=...' line in mem_cmm_info"])
 
 
+def parse_npu_top_cores(text: str) -> Dict[str, float]:
+    """Every ``utilization:NN%`` in /proc/ax_proc/npu/top, by the ``core:NAME`` block it belongs to:
+    one block ``core:vnpu-Non`` normally, three (``vnpu_stdd_1..3``) when the NPU is split into
+    virtual NPUs (AXERA NPU docs, AX8850 board example)."""
+    cores: Dict[str, float] = {}
+    core = None
+    for line in (text or "").splitlines():
+        m = _CORE_RE.match(line)
+        if m:
+            core = m.group(1)
+            continue
+        m = _UTIL_RE.search(line)
+        if m:
+            name = core if core is not None else "npu"
+            if name in cores:
+                name = "%s.%d" % (name, len(cores))
+            cores[name] = float(m.group(1))
+            core = None
+    return cores
+
+
 def parse_npu_top(text: str) -> Optional[float]:
-    m = _UTIL_RE.search(text)
-    return float(m.group(1)) if m else None
+    """NPU utilisation in percent: the one core's figure, or the mean over the virtual NPUs; 0 when
+    the driver says the NPU was idle; None when the text has no figure (statistics off)."""
+    cores = parse_npu_top_cores(text)
+    if cores:
+        return sum(cores.values()) / len(cores)
+    if _NPU_IDLE_RE.search(text or ""):
+        return 0.0
+    return None
 
 
 @register_source("ax650n")
@@ -88,11 +120,16 @@ class Ax650nSource(TelemetrySource):
         values["mem_mb:cmm_remain"] = cmm.remain_mb
         if self.config.get("npu"):
             try:
-                util = parse_npu_top(read_text(self.npu_path))
+                top = read_text(self.npu_path)
+                util = parse_npu_top(top)
+                cores = parse_npu_top_cores(top)
+                if len(cores) > 1:
+                    for core, pct in cores.items():
+                        values["util_pct:npu_" + core] = pct
                 if util is None:
                     self.warn("no 'utilization:NN%%' in %s (statistics off? set enable_npu_top: true, "
                               "which writes 1 to %s)" % (NPU_TOP, NPU_ENABLE))
-            except OSError as exc:
+            except (OSError, UnicodeDecodeError) as exc:
                 util = None
                 self.warn("%s unreadable: %s" % (self.npu_path, short_error(exc)))
             values["util_pct:npu"] = util
