@@ -279,3 +279,33 @@ def test_real_cli_on_this_cpu(tmp_path: Path) -> None:
             parts = sum(metrics[k] or 0.0 for k in ("preprocess_ms", "vision_encode_ms", "prefill_ms"))
             assert parts <= metrics["ttft_ms"] + 1e-6
         assert record["provenance"]["engine_versions"]["llama.cpp"].startswith("version:")
+
+
+def test_perf_lines_in_every_spelling_of_the_printf_formats() -> None:
+    # printf formats, ggml-org/llama.cpp: llama_perf_context_print (src/llama-context.cpp)
+    #   "%s:        load time = %10.2f ms\n", "%s: prompt eval time = %10.2f ms / %5d tokens (%8.2f ms per token, ...)"
+    #   "%s:        eval time = %10.2f ms / %5d runs   (...)", "%s:       total time = %10.2f ms / %5d tokens\n"
+    # tools/server print_timings: "       eval time = %10.2f ms / %5d tokens (%8.2f ms per token, ...)"
+    # tools/mtmd/mtmd-helper.cpp: "%s slice encoded in %" PRId64 " ms", "%s decoded (batch %d/%d) in %" PRId64 " ms",
+    #   "decoding %s batch %d/%d, n_tokens_batch = %d"
+    log = ("encoding image slice...\n"
+           "image slice encoded in 774 ms\n"
+           "decoding image batch 1/2, n_tokens_batch = 2048\n"
+           "image decoded (batch 1/2) in 1203 ms\n"
+           "decoding image batch 2/2, n_tokens_batch = 52\n"
+           "image decoded (batch 2/2) in 31 ms\r\n"
+           "llama_perf_context_print:        load time =    1234.56 ms\n"
+           "llama_perf_context_print: prompt eval time =    2345.67 ms /  2380 tokens (    0.99 ms per token,  "
+           "1014.63 tokens per second)\n"
+           "slot print_timings: id  0 | task 0 |        eval time =     987.65 ms /    31 tokens (   31.86 ms per "
+           "token,    31.39 tokens per second)\n"
+           "llama_perf_context_print:       total time =    4567.89 ms /  2411 tokens\n")
+    query = parse_query([Chunk(i, line, "err") for i, line in enumerate(log.splitlines(keepends=True))])
+    assert query.encode_ms == [774.0]
+    assert query.media_decode_ms == [1203.0, 31.0] and query.n_media_tokens == 2100
+    assert query.perf == {"load_ms": 1234.56, "prompt_eval_ms": 2345.67, "prompt_eval_tokens": 2380.0,
+                          "eval_ms": 987.65, "eval_runs": 31.0, "total_ms": 4567.89, "total_tokens": 2411.0}
+    # the old name of the same function (llama_print_timings) and the "runs" spelling
+    old = parse_query([Chunk(0, "llama_print_timings:        eval time =     100.00 ms /     7 runs   (   14.29 ms "
+                                "per token,    70.00 tokens per second)\n", "err")])
+    assert old.perf == {"eval_ms": 100.0, "eval_runs": 7.0}

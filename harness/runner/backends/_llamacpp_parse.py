@@ -38,7 +38,9 @@ DECODING_RE = re.compile(r"decoding\s+(\w+)\s+batch\s+(\d+)\s*/\s*(\d+)\s*,\s*n_
 DECODED_RE = re.compile(r"(\w+)\s+decoded\s+\(batch\s+(\d+)\s*/\s*(\d+)\)\s+in\s+" + _NUM + r"\s*ms")
 LOAD_RE = re.compile(r"\bload time\s*=\s*" + _NUM + r"\s*ms")
 PROMPT_EVAL_RE = re.compile(r"prompt eval time\s*=\s*" + _NUM + r"\s*ms\s*/\s*(\d+)\s*tokens")
-EVAL_RE = re.compile(r"(?<!prompt )\beval time\s*=\s*" + _NUM + r"\s*ms\s*/\s*(\d+)\s*runs")
+# llama_perf_context_print (src/llama-context.cpp): "eval time = %10.2f ms / %5d runs   (...)";
+# the server's print_timings (tools/server): "eval time = %10.2f ms / %5d tokens (...)"
+EVAL_RE = re.compile(r"(?<!prompt )\beval time\s*=\s*" + _NUM + r"\s*ms\s*/\s*(\d+)\s*(?:runs|tokens)\b")
 TOTAL_RE = re.compile(r"\btotal time\s*=\s*" + _NUM + r"\s*ms\s*/\s*(\d+)\s*tokens")
 ERROR_RE = re.compile(r"(?:^|\s)(?:E\s+)?(?:ERR:|error:|failed to|Unable to|Failed to)[^\n]*", re.IGNORECASE)
 
