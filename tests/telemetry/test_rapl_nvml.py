@@ -174,3 +174,31 @@ def test_nvml_failing_call_gives_none_and_warning(monkeypatch: pytest.MonkeyPatc
     values = src.read()
     assert values["power_w"] is None and values["energy_j"] == 1000.0
     assert any("GPU is lost" in w for w in src.drain_warnings())
+
+
+def test_rapl_mmio_only_when_there_is_no_msr_zone(tmp_path: Path) -> None:
+    # the int340x processor_thermal_rapl driver exposes the package counter also as intel-rapl-mmio:0
+    # (powercap sysfs); without intel_rapl_msr it is the only zone
+    root = write_tree(tmp_path, {
+        PC + "/intel-rapl-mmio:0/name": "package-0\n",
+        PC + "/intel-rapl-mmio:0/energy_uj": "5000000\n",
+        PC + "/intel-rapl-mmio:0/max_energy_range_uj": "262143328850\n",
+    })
+    src = RaplSource({}, root=str(root))
+    assert src.read()["energy_j"] == pytest.approx(5.0)
+    assert src.describe()["zones"][0]["zone"] == "intel-rapl-mmio:0"
+
+
+def test_rapl_name_with_spaces_and_bad_range(tmp_path: Path) -> None:
+    root = write_tree(tmp_path, {
+        PC + "/intel-rapl:0/name": "package-0\n",
+        PC + "/intel-rapl:0/energy_uj": "1000000\n",
+        PC + "/intel-rapl:0/max_energy_range_uj": "0\n",
+        PC + "/intel-rapl:0:0/name": "core die 0\n",
+        PC + "/intel-rapl:0:0/energy_uj": "500000\n",
+        PC + "/intel-rapl:0:0/max_energy_range_uj": "not a number\n",
+    })
+    src = RaplSource({}, root=str(root))
+    values = src.read()
+    assert values["energy_j"] == pytest.approx(1.0) and values["energy_j:core die 0"] == pytest.approx(0.5)
+    assert sum("max_energy_range_uj" in w for w in src.setup_warnings) == 2

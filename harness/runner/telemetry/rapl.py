@@ -40,25 +40,39 @@ class RaplZone:
 
 
 def _discover(base: str) -> List[RaplZone]:
-    zones: List[RaplZone] = []
+    """The MSR zones (intel-rapl:N, subzones intel-rapl:N:M). intel-rapl-mmio:N is the same package
+    counter through MMIO (int340x processor_thermal_rapl driver): used only where no MSR zone exists (intel_rapl_msr
+    not loaded), never added to it."""
     try:
         entries = sorted(os.listdir(base))
     except OSError:
-        return zones
+        return []
+    for prefix in ("intel-rapl", "intel-rapl-mmio"):
+        zones = _zones_of(base, entries, prefix)
+        if zones:
+            return zones
+    return []
+
+
+def _zones_of(base: str, entries: List[str], prefix: str) -> List[RaplZone]:
+    zones: List[RaplZone] = []
+    pattern = re.compile(re.escape(prefix) + r":(\d+)(?::(\d+))?$")
     for entry in entries:
-        m = re.match(r"intel-rapl:(\d+)(?::(\d+))?$", entry)  # intel-rapl-mmio:* duplicates the package
+        m = pattern.match(entry)
         if not m:
             continue
         path = os.path.join(base, entry)
         try:
-            name = read_text(os.path.join(path, "name")).strip()
-        except OSError:
+            name = read_text(os.path.join(path, "name")).strip() or entry
+        except (OSError, UnicodeDecodeError):
             name = entry
         try:
             max_range: Optional[float] = parse_number(read_text(os.path.join(path, "max_energy_range_uj")))
-        except (OSError, ValueError, IndexError):
+            if max_range is not None and max_range <= 0:
+                max_range = None
+        except (OSError, ValueError, IndexError, UnicodeDecodeError):
             max_range = None
-        parent = "intel-rapl:%s" % m.group(1) if m.group(2) is not None else None
+        parent = "%s:%s" % (prefix, m.group(1)) if m.group(2) is not None else None
         zones.append(RaplZone(entry, name, path, max_range, parent))
     return zones
 
