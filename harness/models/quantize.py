@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 # nncf-* methods for OpenVINO IR directories (quantize_openvino imports nncf only when it runs)
-from .quantize_openvino import NNCF_METHODS, IRQuantizeResult, is_openvino_ir, quantize_ir
+from .quantize_openvino import NNCF_METHODS, QUANT_INFO, IRQuantizeResult, is_openvino_ir, quantize_ir
 
 TORCHAO_METHODS: Dict[str, str] = {
     "int8-dynamic": "torchao Int8DynamicActivationInt8WeightConfig (int8 weights, dynamic per-token int8 activations)",
@@ -46,7 +46,6 @@ METHODS: Dict[str, str] = {**TORCHAO_METHODS, **NNCF_METHODS}
 # which input each method accepts
 METHOD_INPUTS: Dict[str, str] = {**{m: TRANSFORMERS_DIR for m in TORCHAO_METHODS},
                                  **{m: OPENVINO_IR_DIR for m in NNCF_METHODS}}
-QUANT_INFO = "quantization.json"
 # Files a processor/tokenizer needs; copied from the source so the variant answers identically.
 _PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json", "video_preprocessor_config.json",
                     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json",

@@ -37,12 +37,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List
 
+from harness.runner.backends.base import QUANT_INFO_NAME as QUANT_INFO  # the backends read it
+
 NNCF_METHODS: Dict[str, str] = {
     "nncf-int8": "nncf.compress_weights INT8_ASYM (per-channel u8 weights, u8 zero points) on every weight IR",
     "nncf-int4": "nncf.compress_weights INT4_ASYM group 32 ratio 1.0 on the language model (LM head INT8_ASYM "
                  "backup), INT8_ASYM on the vision encoder, merger and text embeddings",
 }
-QUANT_INFO = "quantization.json"
 LANGUAGE_MODEL = "openvino_language_model.xml"
 INT4_GROUP_SIZE = 32
 # IRs without weights to compress: string ops over a vocabulary

@@ -90,6 +90,13 @@ def test_canary_and_quantized_variants_through_lm_eval_and_the_runner(tmp_path: 
         latency = row["_raw"]["latency"]
         assert latency["n"] == 5 and latency["ttft_ms"] > 0 and latency["decode_tps"] > 0
         assert latency["peak_host_mb"] > 0
+    # each variant's measurements carry the tool's own record of what it did
+    for m in out["measurements"]:
+        record = m["provenance"]["backend_extra"]["quantization"]
+        if m["variant"] == "fp32":
+            assert record is None
+        else:
+            assert record["method"] == m["variant"] and record["tool"].startswith("torchao ")
     assert (project / "reports" / "r" / "accuracy_vs_latency.png").stat().st_size > 1000
     assert "| cpu | int4-weight |" in report.markdown
 

@@ -145,3 +145,25 @@ def test_cli_refuses_the_wrong_kind(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "use the nncf methods (nncf-int8, nncf-int4)" in " ".join(proc.stderr.split())
     assert not (tmp_path / "q").exists()  # refused before any variant was made
+
+
+def test_the_backend_records_the_variants_quantization(variants: Dict[str, IRQuantizeResult]) -> None:
+    from harness.runner.backends.openvino_genai import OpenVINOGenAIBackend
+    from harness.runner.protocol import ModelSpec
+
+    seen = {}
+    for method, made in variants.items():
+        backend = OpenVINOGenAIBackend({}, ModelSpec(path=str(made.path), variant=method))
+        try:
+            info = backend.load()
+        finally:
+            backend.close()
+        seen[method] = info
+        assert info.extra["quantization"]["method"] == method
+    assert seen["nncf-int8"].dtype == "u8" and seen["nncf-int4"].dtype == "u4"
+    assert seen["nncf-int8"].model_sha256 != seen["nncf-int4"].model_sha256
+    source = OpenVINOGenAIBackend({}, ModelSpec(path=str(CANARY_IR), variant="fp32"))
+    try:
+        assert source.load().extra["quantization"] is None  # an unquantized export has no record
+    finally:
+        source.close()

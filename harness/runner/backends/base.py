@@ -20,6 +20,26 @@ from ..workloads import WorkloadInputs
 # keeps in sync): how every backend labels random-weight models. Defined once for the runner,
 # which cannot import the controller's packages.
 MARKER_NAME = "edge_vlm_bench_model.json"
+# Written beside a variant by `bench models quantize` (harness/models/quantize.py QUANT_INFO): the
+# tool, its version and settings. Backends copy it into the load info so variants are told apart.
+QUANT_INFO_NAME = "quantization.json"
+
+
+def read_quantization_info(model_dir: str) -> Optional[Dict[str, Any]]:
+    """The variant's ``quantization.json`` as a dict; None when there is none; an unreadable one
+    says so instead of vanishing."""
+    import json
+    import os
+
+    path = os.path.join(model_dir, QUANT_INFO_NAME)
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, ValueError) as exc:
+        return {"error": "unreadable %s: %s" % (QUANT_INFO_NAME, exc)}
+    return data if isinstance(data, dict) else {"error": "%s is not an object" % QUANT_INFO_NAME}
 
 
 class BackendError(RuntimeError):

@@ -55,6 +55,7 @@ from .base import (
     PhaseCallback,
     RawTiming,
     UnsupportedWorkload,
+    read_quantization_info,
 )
 
 _LANGUAGE_MODEL = "openvino_language_model.xml"
@@ -251,6 +252,7 @@ class OpenVINOGenAIBackend(Backend):
                 "openvino_config": ov_config,
                 "sha256_files": hashed,
                 "marker": marker,
+                "quantization": read_quantization_info(path),
                 "pipeline_load_ms": load_ms,
                 "decoding": "greedy, min_new_tokens = max_new_tokens, ignore_eos",
                 "phases_observed": "token times only (streamer); preprocessing, vision encoding and prefill "

@@ -40,6 +40,7 @@ from .base import (
     PhaseCallback,
     RawTiming,
     UnsupportedWorkload,
+    read_quantization_info,
 )
 
 
@@ -297,6 +298,7 @@ class TransformersBackend(Backend):
                 "threads": torch.get_num_threads(),
                 "sha256_files": hashed,
                 "marker": marker,
+                "quantization": read_quantization_info(path),
                 "decoding": "greedy, min_new_tokens = max_new_tokens, repetition_penalty 1.0",
                 "unsupported": {k: v for k, v in self._kinds.items() if v},
             },
