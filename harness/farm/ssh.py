@@ -15,7 +15,6 @@ from __future__ import annotations
 import errno
 import os
 import posixpath
-import re
 import select
 import shlex
 import socket

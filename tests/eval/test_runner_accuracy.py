@@ -13,15 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from harness.eval.board import ShipToBoard, attach, read_answers
+from harness.eval.board import ShipToBoard, read_answers
 from harness.eval.lm import BoardLM
-from harness.eval.requests import build_requests
 from harness.runner.execute import SpecRunner
 from harness.runner.journal import INPUTS, RESULTS, Journal
 from harness.runner.protocol import (Answer, BackendSpec, GenerationSpec, ModelSpec, ProtocolError, RunSpec,
                                      parse_record)
 
-from .helpers import make_project, prompt_of, reference_device, subset_rows
+from .helpers import accuracy_spec, make_project, prompt_of, reference_device, subset_rows
 
 
 def test_protocol_carries_accuracy_and_answers() -> None:
@@ -42,22 +41,7 @@ def test_protocol_carries_accuracy_and_answers() -> None:
 
 
 def _spec(run_dir: Path, backend: BackendSpec, models, limit: int = 12) -> RunSpec:
-    """A RunSpec with the first ``limit`` easy_vqa requests, inputs written under run_dir."""
-
-    class Plan:  # the two attributes attach() uses
-        def __init__(self, spec: RunSpec) -> None:
-            self.spec, self.inputs = spec, []
-
-    spec = RunSpec(run_id="run1", device="emu", suite="vqa", backend=backend, models=models, workloads=[],
-                   generation=GenerationSpec(output_tokens=2, warmup=0, repetitions=1),
-                   device_info={"telemetry_off": True})
-    plan = Plan(spec)
-    attach([plan], build_requests("easy_vqa", limit=limit), "easy_vqa")
-    for name, data in plan.inputs:
-        path = run_dir / INPUTS / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    return spec
+    return accuracy_spec(run_dir, backend, models, limit)
 
 
 def _run(spec: RunSpec, run_dir: Path) -> int:

@@ -17,15 +17,14 @@ from typing import Any, Dict, Iterator, List
 
 import pytest
 
-from harness.eval.board import attach, read_answers
-from harness.eval.requests import build_requests
+from harness.eval.board import read_answers
 from harness.runner.execute import SpecRunner
-from harness.runner.journal import INPUTS, RESULTS, Journal
-from harness.runner.protocol import BackendSpec, GenerationSpec, ModelSpec, RunSpec
+from harness.runner.journal import RESULTS, Journal
+from harness.runner.protocol import BackendSpec, ModelSpec
 
 from ..backends.fixtures.axllm_env import deployment, tokenizer_service
 from ..backends.fixtures.axllm_env import options as axllm_options
-from .helpers import REPO, prompt_of, subset_rows
+from .helpers import REPO, accuracy_spec, prompt_of, subset_rows
 
 FIXTURES = REPO / "tests" / "backends" / "fixtures"
 CANARY_IR = REPO / "tests" / "fixtures" / "canary_openvino"
@@ -34,27 +33,8 @@ needs_openvino = pytest.mark.skipif(not HAS_OPENVINO, reason="openvino-genai is 
                                                              "(pip install 'edge-vlm-bench[openvino]')")
 
 
-def _spec(run_dir: Path, backend: BackendSpec, model: ModelSpec, limit: int) -> RunSpec:
-    """A RunSpec with the first ``limit`` easy_vqa requests and no latency workloads."""
-
-    class Plan:  # the two attributes attach() uses
-        def __init__(self, spec: RunSpec) -> None:
-            self.spec, self.inputs = spec, []
-
-    spec = RunSpec(run_id="acc", device="board", suite="vqa", backend=backend, models=[model], workloads=[],
-                   generation=GenerationSpec(output_tokens=2, warmup=0, repetitions=1),
-                   device_info={"telemetry_off": True})
-    plan = Plan(spec)
-    attach([plan], build_requests("easy_vqa", limit=limit), "easy_vqa")
-    for name, data in plan.inputs:
-        path = run_dir / INPUTS / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    return spec
-
-
 def _answers(run_dir: Path, backend: BackendSpec, model: ModelSpec, limit: int) -> List[Any]:
-    spec = _spec(run_dir, backend, model, limit)
+    spec = accuracy_spec(run_dir, backend, [model], limit, run_id="acc", device="board")
     journal = Journal(str(run_dir))
     try:
         code = SpecRunner(spec, str(run_dir), journal).run()
