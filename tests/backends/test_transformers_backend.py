@@ -295,3 +295,15 @@ def test_cuda_path_times_phases_and_reports_accelerator_memory(tiny_model_dirs: 
         assert "max_memory_allocated" in raw.peak_accel_source
     finally:
         backend.close()
+
+
+def test_an_unreadable_marker_still_labels_the_weights_random(tmp_path: Path) -> None:
+    from harness.runner.backends.base import MARKER_NAME, read_quantization_info
+    from harness.runner.backends.transformers_backend import _read_marker
+
+    assert _read_marker(str(tmp_path)) is None  # no marker: someone else's (real) weights
+    (tmp_path / MARKER_NAME).write_text("{not json")
+    marker = _read_marker(str(tmp_path))
+    assert marker is not None and marker["weights"] == "random" and "unreadable" in marker["error"]
+    (tmp_path / "quantization.json").write_text("[1, 2]")
+    assert read_quantization_info(str(tmp_path)) == {"error": "not an object"}

@@ -25,21 +25,27 @@ MARKER_NAME = "edge_vlm_bench_model.json"
 QUANT_INFO_NAME = "quantization.json"
 
 
-def read_quantization_info(model_dir: str) -> Optional[Dict[str, Any]]:
-    """The variant's ``quantization.json`` as a dict; None when there is none; an unreadable one
-    says so instead of vanishing."""
+def read_json_file(path: str) -> Optional[Dict[str, Any]]:
+    """A JSON object file: None when there is none; an unreadable one or one that is not an
+    object gives ``{"error": why}`` instead of vanishing."""
     import json
     import os
 
-    path = os.path.join(model_dir, QUANT_INFO_NAME)
     if not os.path.isfile(path):
         return None
     try:
         with open(path, encoding="utf-8") as handle:
             data = json.load(handle)
     except (OSError, ValueError) as exc:
-        return {"error": "unreadable %s: %s" % (QUANT_INFO_NAME, exc)}
-    return data if isinstance(data, dict) else {"error": "%s is not an object" % QUANT_INFO_NAME}
+        return {"error": "unreadable: %s" % exc}
+    return data if isinstance(data, dict) else {"error": "not an object"}
+
+
+def read_quantization_info(model_dir: str) -> Optional[Dict[str, Any]]:
+    """The variant's ``quantization.json`` (see read_json_file)."""
+    import os
+
+    return read_json_file(os.path.join(model_dir, QUANT_INFO_NAME))
 
 
 class BackendError(RuntimeError):

@@ -36,7 +36,6 @@ Standard library only at import time (Python >= 3.8): openvino loads in ``load()
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import time
@@ -55,6 +54,7 @@ from .base import (
     PhaseCallback,
     RawTiming,
     UnsupportedWorkload,
+    read_json_file,
     read_quantization_info,
 )
 
@@ -106,17 +106,6 @@ def _weight_types(xml_path: str) -> Dict[str, int]:
     except OSError:
         pass
     return sizes
-
-
-def _read_json(path: str) -> Optional[Dict[str, Any]]:
-    if not os.path.isfile(path):
-        return None
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except (OSError, ValueError) as exc:
-        return {"error": "unreadable: %s" % exc}
-    return data if isinstance(data, dict) else {"error": "not an object"}
 
 
 def _mean_ms(getter: Any) -> Optional[float]:
@@ -203,7 +192,7 @@ class OpenVINOGenAIBackend(Backend):
                 "openvino_genai backend: %s is not installed (%s); %s"
                 % (getattr(exc, "name", None) or "openvino", exc, install_hint("openvino_genai"))) from exc
         self._ov, self._genai = openvino, openvino_genai
-        config = _read_json(os.path.join(path, "config.json")) or {}
+        config = read_json_file(os.path.join(path, "config.json")) or {}
         model_type = str(config.get("model_type", ""))
         if self.kinds_option is None:
             self._kinds = ("image", "video") if model_type in _VIDEO_MODEL_TYPES else ("image",)
@@ -217,10 +206,10 @@ class OpenVINOGenAIBackend(Backend):
         load_ms = (_now() - started) / 1e6
         self._configs = {}
         self._clock_class = _token_clock_class(openvino_genai)
-        marker = _read_json(os.path.join(path, MARKER_NAME))
+        marker = read_json_file(os.path.join(path, MARKER_NAME))
         sha, hashed = _ir_sha256(path)
         weight_types = _weight_types(os.path.join(path, _LANGUAGE_MODEL))
-        ov_config = _read_json(os.path.join(path, "openvino_config.json"))
+        ov_config = read_json_file(os.path.join(path, "openvino_config.json"))
         device_name = self.device
         try:
             device_name = "%s (%s)" % (self.device, openvino.Core().get_property(self.device.split(".")[0],

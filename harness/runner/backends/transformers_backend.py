@@ -40,6 +40,7 @@ from .base import (
     PhaseCallback,
     RawTiming,
     UnsupportedWorkload,
+    read_json_file,
     read_quantization_info,
 )
 
@@ -55,18 +56,11 @@ _now = time.perf_counter_ns
 
 
 def _read_marker(path: str) -> Optional[Dict[str, Any]]:
-    import json
-
-    marker = os.path.join(path, MARKER_NAME)
-    if not os.path.isfile(marker):
-        return None
-    try:
-        with open(marker, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except (OSError, ValueError) as exc:
+    marker = read_json_file(os.path.join(path, MARKER_NAME))
+    if marker is not None and "error" in marker and "weights" not in marker:
         # a marker we cannot read still says "made by us": never label such weights real
-        return {"weights": "random", "error": "unreadable marker: %s" % exc}
-    return data if isinstance(data, dict) else {"weights": "random", "error": "marker is not an object"}
+        return {"weights": "random", "error": "marker %s" % marker["error"]}
+    return marker
 
 
 def weights_sha256(path: str) -> "tuple[str, List[str]]":
