@@ -15,17 +15,18 @@ from . import __version__
 from .config.devices import DeviceConfig, Inventory
 from .config.suites import Suite
 from .config.yaml_lines import ConfigError
+from .errors import MissingError
 from .farm.controller import DevicePlan
 from .models.marker import MARKER_NAME
 from .runner.protocol import BackendSpec, GenerationSpec, ModelSpec, RunSpec
 from .workloads import prepare_workloads
 
 
-class ModelMissing(RuntimeError):
+class ModelMissing(MissingError, RuntimeError):
     """A model directory named in devices.yaml does not exist (exit code 3)."""
 
 
-class EngineMissing(RuntimeError):
+class EngineMissing(MissingError, RuntimeError):
     """The controller needs an optional engine it does not have (exit code 3)."""
 
 

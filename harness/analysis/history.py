@@ -18,6 +18,8 @@ import pandas as pd
 
 from harness.store.base import BaseStore, RunRecord, SeriesContext
 
+from ..errors import MissingError
+
 SERIES_KEY = ("device", "suite", "workload", "variant", "metric")
 CONTEXT_KEY = ("run_id", "device", "suite", "workload", "variant")
 
@@ -80,7 +82,7 @@ def provenance_diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> List
 
 
 # -- change points ------------------------------------------------------------------------------
-class StepDetectorMissing(ImportError):
+class StepDetectorMissing(MissingError, ImportError):
     """ruptures is not installed; the message says how to install it."""
 
 

@@ -20,6 +20,8 @@ import numpy as np
 
 from harness.store.base import BaseStore, RunRecord, StoreError
 
+from ..errors import UsageError
+
 # FACTS.md: "the true Qwen2.5-VL-3B dimensions (3.76 B parameters)"; devices.yaml deploys that model.
 DEFAULT_N_PARAMETERS = 3.76e9
 DEFAULT_MODEL_NOTE = "Qwen2.5-VL-3B, 3.76 B parameters (the model devices.yaml deploys; FACTS.md)"
@@ -43,7 +45,7 @@ CRITERIA: Tuple[Tuple[str, str, bool], ...] = (
 )
 
 
-class CompareError(ValueError):
+class CompareError(UsageError, ValueError):
     """Nothing to compare (no runs, no successful measurements); the message says what to do."""
 
 

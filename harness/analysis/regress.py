@@ -48,6 +48,7 @@ from scipy import stats as _sps
 
 from harness.store.base import BaseStore, StoreError
 
+from ..errors import UsageError
 from .history import History, ProvenanceChange, detect_steps, load_history, provenance_diff
 
 DEFAULT_THRESHOLD = 0.05
@@ -81,7 +82,7 @@ LOWER_IS_WORSE = -1
 AccuracySamples = Callable[[str, str, str], Mapping[str, Mapping[str, float]]]
 
 
-class RegressError(ValueError):
+class RegressError(UsageError, ValueError):
     """A bad baseline, run or option; the message says what to use instead."""
 
 

@@ -7,10 +7,12 @@ from typing import Any, Dict, Tuple
 
 import yaml
 
+from ..errors import UsageError
+
 Location = Tuple[Any, ...]
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError, ValueError):
     """A configuration file is wrong; the message names the file, the line and the field."""
 
 

@@ -20,6 +20,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from ..config.devices import DeviceConfig
+from ..errors import FailedError
 from ..runner.journal import EVENTS, INPUTS, RESULTS, SPEC, STATUS
 from ..runner.protocol import Event, Measurement, ProtocolError, RunSpec, parse_record
 from ..store.sqlite import DeviceState, Store
@@ -69,7 +70,7 @@ class DeviceOutcome:
     integrity: str = ""  # how the pulled journal was checked against the board's
 
 
-class DeviceFailed(RuntimeError):
+class DeviceFailed(FailedError, RuntimeError):
     pass
 
 

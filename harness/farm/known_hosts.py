@@ -20,10 +20,12 @@ from typing import List, Optional, Tuple
 import paramiko
 from paramiko.hostkeys import HostKeyEntry, HostKeys, InvalidHostKey
 
+from ..errors import FailedError
+
 DEFAULT_KNOWN_HOSTS = Path("results/known_hosts")
 
 
-class HostKeyError(RuntimeError):
+class HostKeyError(FailedError, RuntimeError):
     """Base for host-key trust problems (the message says what to do next)."""
 
 

@@ -23,6 +23,7 @@ import uuid
 from dataclasses import asdict, dataclass, replace
 from typing import Optional, Tuple
 
+from ..errors import FailedError
 from .transport import Transport, TransportError
 
 LEASE_FILE = "lease.json"
@@ -70,7 +71,7 @@ esac
 """
 
 
-class LeaseError(RuntimeError):
+class LeaseError(FailedError, RuntimeError):
     """A lease operation failed; the message says why and what to do."""
 
 

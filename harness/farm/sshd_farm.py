@@ -31,6 +31,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from ..errors import MissingError
 from .known_hosts import KnownHosts, host_entry_name
 
 # (board type in devices.yaml, reference-backend profile, extra tags, memory bandwidth GB/s
@@ -48,7 +49,7 @@ DEVICES_FILE = "devices.emulated.yaml"
 _SSHD_CANDIDATES = ("/usr/sbin/sshd", "/usr/local/sbin/sshd")
 
 
-class FarmError(RuntimeError):
+class FarmError(MissingError, RuntimeError):
     """The emulated farm could not be started or stopped; the message says why."""
 
 

@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Protocol, Sequence
 
+from ..errors import FailedError
 
-class TransportError(RuntimeError):
+
+class TransportError(FailedError, RuntimeError):
     """The device could not be reached or the command could not be run; the message says why."""
 
     #: worth reconnecting and trying again (a dropped link); False for refusals that will not

@@ -15,12 +15,24 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
+from ..errors import UsageError
 from ..runner.protocol import Measurement
-from .schema import (INSERT_PROVENANCE, INSERT_VALUE, MIGRATIONS, SCHEMA_VERSION, Tx, context_sha256,
-                     merge_run_info, provenance_context, render_step, run_history_info, value_rows)
+from .schema import (
+    INSERT_PROVENANCE,
+    INSERT_VALUE,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    Tx,
+    context_sha256,
+    merge_run_info,
+    provenance_context,
+    render_step,
+    run_history_info,
+    value_rows,
+)
 
 
-class StoreError(RuntimeError):
+class StoreError(UsageError, RuntimeError):
     pass
 
 

@@ -1,0 +1,173 @@
+"""`bench devices list|check|trust|lock|unlock`."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..config.devices import load_devices
+from ..config.yaml_lines import ConfigError
+from ..plan import Paths
+from .app import devices_app
+from .common import EXIT_CONFIG, EXIT_FAILED, err, fail, inventory_of, known_hosts_path, one_device, transport_factory
+
+
+@devices_app.command("list")
+def devices_list(ctx: typer.Context) -> None:
+    """The devices in devices.yaml."""
+    paths: Paths = ctx.obj
+    try:
+        inventory = load_devices(paths.devices_file)
+    except ConfigError as exc:
+        raise fail(str(exc), EXIT_CONFIG) from None
+    table = Table()
+    for column in ("name", "type", "transport", "host", "backend", "variants", "tags"):
+        table.add_column(column, overflow="fold")
+    for d in inventory.devices:
+        host = "" if d.transport == "local" else ("%s:%d" % (d.host, d.port) if d.host else "(not set)")
+        table.add_row(d.name, d.type, d.transport, host, d.backend, ", ".join(m.variant for m in d.models),
+                      ", ".join(d.tags))
+    Console().print(table)
+
+
+
+
+
+
+@devices_app.command("check")
+def devices_check(
+    ctx: typer.Context,
+    devices: str = typer.Option("all", "--devices", "-d", help="all, names, tag:NAME, type:BOARD."),
+    json_out: bool = typer.Option(False, "--json", help="Print the reports as JSON on stdout."),
+) -> None:
+    """Reachability, host key, python, arch, disk, memory, engines, telemetry, power mode."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ..farm.health import check_device
+    from ..farm.transport import TransportError
+    from ..plan import device_python
+
+    paths: Paths = ctx.obj
+    inventory = inventory_of(paths)
+    try:
+        chosen = inventory.select(devices)
+    except ConfigError as exc:
+        raise fail(str(exc), EXIT_CONFIG) from None
+    make = transport_factory(paths, inventory)
+
+    def check(device):
+        if device.transport == "ssh" and not device.host:
+            return {"device": device.name, "reachable": False, "ok": False,
+                    "errors": ["no host in %s" % inventory.where(device.name)]}
+        try:
+            transport = make(device)
+        except TransportError as exc:
+            return {"device": device.name, "reachable": False, "ok": False, "errors": [str(exc)]}
+        try:
+            report = check_device(transport, device_python(device), device.workdir,
+                                  timeout_s=device.timeouts.command_s)
+            data = report.to_dict()
+            data["device"] = device.name
+            data["ok"] = report.ok
+            return data
+        finally:
+            transport.close()
+
+    with ThreadPoolExecutor(max_workers=max(1, len(chosen))) as pool:
+        reports = list(pool.map(check, chosen))
+    if json_out:
+        sys.stdout.write(json.dumps(reports, indent=1, sort_keys=True, default=str) + "\n")
+    else:
+        table = Table(title="device check")
+        for column in ("device", "ok", "python", "arch", "disk free MB", "mem avail MB", "engines", "power mode", "errors"):
+            table.add_column(column, overflow="fold")
+        for r in reports:
+            engines = ", ".join(sorted(name for name, m in (r.get("modules") or {}).items()
+                                       if isinstance(m, dict) and m.get("ok")))
+            table.add_row(r["device"], "yes" if r.get("ok") else "NO", str(r.get("python_version") or ""),
+                          str(r.get("arch") or ""), str(r.get("disk_free_mb") or ""),
+                          str(r.get("mem_available_mb") or ""), engines,
+                          str(r.get("power_mode") or r.get("governor") or ""), "; ".join(r.get("errors") or []))
+        Console().print(table)
+    if not all(r.get("ok") for r in reports):
+        raise typer.Exit(EXIT_FAILED)
+
+
+@devices_app.command("trust")
+def devices_trust(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Device name."),
+    replace: bool = typer.Option(False, "--replace", help="Replace a different key on record (reinstalled board)."),
+) -> None:
+    """Show the board's host key fingerprint and record it in the project's known_hosts."""
+    from ..farm.known_hosts import HostKeyError, trust
+
+    paths: Paths = ctx.obj
+    inventory, device = one_device(paths, name)
+    if device.transport != "ssh" or not device.host:
+        raise fail("device %r has no SSH host to trust (%s)" % (name, inventory.where(name)), EXIT_CONFIG)
+    path = known_hosts_path(paths, inventory)
+    try:
+        fingerprint, added = trust(name, device.host, device.port, path=path,
+                                   timeout=device.timeouts.connect_s, replace=replace)
+    except (HostKeyError, OSError) as exc:
+        raise fail(str(exc), EXIT_FAILED) from None
+    err.print("%s (%s:%d) presents %s; %s %s" % (name, device.host, device.port, fingerprint,
+                                                 "recorded in" if added else "already in", path))
+
+
+@devices_app.command("lock")
+def devices_lock(
+    ctx: typer.Context,
+    name: str = typer.Argument(...),
+    ttl: float = typer.Option(3600.0, "--ttl", help="Seconds until the lock expires by itself."),
+    wait: bool = typer.Option(False, "--wait"),
+) -> None:
+    """Take a board's lease by hand (maintenance); it expires after --ttl."""
+    from ..farm.lease import LeaseError, LeaseOwner, acquire
+    from ..plan import device_workdir
+
+    paths: Paths = ctx.obj
+    inventory, device = one_device(paths, name)
+    transport = transport_factory(paths, inventory)(device)
+    try:
+        lease = acquire(transport, transport.expand(device_workdir(device)), LeaseOwner.current("manual-lock"),
+                        ttl_s=ttl, wait=wait)
+    except LeaseError as exc:
+        raise fail(str(exc), EXIT_FAILED) from None
+    finally:
+        transport.close()
+    err.print("locked %s until %s (epoch s, board clock)" % (name, int(lease.info.expires_at)))
+
+
+@devices_app.command("unlock")
+def devices_unlock(
+    ctx: typer.Context,
+    name: str = typer.Argument(...),
+    force: bool = typer.Option(False, "--force", help="Remove a lease held by someone else."),
+) -> None:
+    """Release a board's lease: your own manual lock, or anyone's with --force."""
+    from ..farm.lease import LeaseOwner, force_unlock, read_lease
+    from ..plan import device_workdir
+
+    paths: Paths = ctx.obj
+    inventory, device = one_device(paths, name)
+    transport = transport_factory(paths, inventory)(device)
+    try:
+        workdir = transport.expand(device_workdir(device))
+        holder, _ = read_lease(transport, workdir)
+        if holder is None:
+            err.print("%s is not locked" % name)
+            return
+        me = LeaseOwner.current("manual-lock")
+        own = holder.run_id == "manual-lock" and holder.user == me.user and holder.host == me.host
+        if not own and not force:
+            raise fail("%s is held by %s; use --force to remove it" % (name, holder.holder()), EXIT_FAILED)
+        force_unlock(transport, workdir)
+    finally:
+        transport.close()
+    err.print("unlocked %s (was held by %s)" % (name, holder.holder()))

@@ -1,0 +1,73 @@
+"""`bench regress`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from ..plan import Paths
+from ..store import StoreError
+from .app import app
+from .common import EXIT_CONFIG, EXIT_MISSING, err, fail, open_paths_store
+
+
+@app.command()
+def regress(
+    ctx: typer.Context,
+    baseline: str = typer.Option("last:7", "--baseline", help="A run id, tag:NAME or last:N."),
+    metric: List[str] = typer.Option([], "--metric", help="Metrics to compare (default: all)."),
+    threshold: float = typer.Option(0.05, "--threshold", help="Practical threshold (0.05 = 5%)."),
+    alpha: float = typer.Option(0.01, "--alpha", help="Mann-Whitney U significance level."),
+    run: Optional[str] = typer.Option(None, "--run", help="The run to judge (default: the latest per series)."),
+    suite: Optional[str] = typer.Option(None, "--suite"),
+    devices: Optional[str] = typer.Option(None, "--devices", help="Comma-separated device names."),
+    tag: Optional[str] = typer.Option(None, "--tag", help="Only runs with this tag (e.g. nightly)."),
+    min_persist: int = typer.Option(2, "--min-persist", help="Runs a new level must hold to count (1 for a PR gate)."),
+    window: int = typer.Option(30, "--window", help="Runs of history for the step detector."),
+    json_out: bool = typer.Option(False, "--json", help="JSON on stdout."),
+    markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write a markdown summary (CI comment)."),
+    junit: Optional[Path] = typer.Option(None, "--junit", help="Write JUnit XML."),
+    show_all: bool = typer.Option(False, "--all", help="Also list unchanged series."),
+) -> None:
+    """Compare the latest runs with a baseline; exit 1 on a confirmed regression."""
+    from ..analysis.history import StepDetectorMissing
+    from ..analysis.regress import RegressError, suite_thresholds
+    from ..analysis.regress import regress as run_regress
+    from ..analysis.regress_output import emit
+    from ..eval.store import FILE_NAME as ACCURACY_FILE
+    from ..eval.store import AccuracyStore
+
+    paths: Paths = ctx.obj
+    store = open_paths_store(paths)
+    if baseline.startswith("tag:"):
+        wanted = baseline[4:]
+        known = sorted({t for r in store.list_runs() for t in r.tags})
+        if wanted not in known:
+            raise fail("no run is tagged %r; tags in the store: %s" % (wanted, ", ".join(known) or "(none)"),
+                        EXIT_CONFIG)
+    # per-sample answers of accuracy suites (bench run --suite vqa-quant) live beside the store
+    accuracy_store = None
+    accuracy_samples = None
+    if (paths.results_dir / ACCURACY_FILE).exists():
+        accuracy_store = AccuracyStore.in_results(paths.results_dir)
+        accuracy_samples = accuracy_store.scores
+    try:
+        result = run_regress(
+            store, baseline=baseline, metrics=metric or None, threshold=threshold, alpha=alpha,
+            suite_thresholds=suite_thresholds(paths.suites_dir), run=run, suite=suite,
+            devices=[d.strip() for d in devices.split(",")] if devices else None, tag=tag,
+            min_persist=min_persist, window=window, accuracy_samples=accuracy_samples,
+        )
+    except (RegressError, StoreError) as exc:
+        raise fail(str(exc), EXIT_CONFIG) from None
+    except StepDetectorMissing as exc:
+        raise fail(str(exc), EXIT_MISSING) from None
+    finally:
+        if accuracy_store is not None:
+            accuracy_store.close()
+    code = emit(result, err, json_stdout=sys.stdout if json_out else None, markdown=markdown, junit=junit,
+                show_unchanged=show_all)
+    raise typer.Exit(code)

@@ -1,0 +1,91 @@
+"""`bench report`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import typer
+
+from ..plan import Paths
+from ..store import StoreError
+from .app import app
+from .common import EXIT_CONFIG, EXIT_MISSING, err, fail, inventory_of, open_paths_store
+
+
+@app.command()
+def report(
+    ctx: typer.Context,
+    run_ids: Optional[List[str]] = typer.Argument(None, help="Run id(s) or 'latest' (default latest)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Directory (default reports/RUN_ID, reports/history, reports/compare-...)."),
+    history: bool = typer.Option(False, "--history", help="Per-board, per-metric time series with change points."),
+    compare: bool = typer.Option(False, "--compare", help="Procurement report ranking the boards of RUN_IDS."),
+    suite: Optional[str] = typer.Option(None, "--suite", help="History: only this suite."),
+    tag: Optional[str] = typer.Option(None, "--tag", help="History: only runs with this tag."),
+    last: Optional[int] = typer.Option(None, "--last", help="History: only the last N runs."),
+    metric: List[str] = typer.Option([], "--metric", help="History: metrics to plot (default: the main ones)."),
+) -> None:
+    """A run's report (index.html, summary.md, results.csv), the history dashboard, or a comparison."""
+    paths: Paths = ctx.obj
+    store = open_paths_store(paths)
+    if history and compare:
+        raise fail("choose one of --history and --compare", EXIT_CONFIG)
+    if history:
+        from ..analysis.history import StepDetectorMissing
+        from ..report.history import render_history
+
+        try:
+            page = render_history(store, out or paths.reports_dir / "history", metrics=metric or None,
+                                  suite=suite, tag=tag, last_runs=last)
+        except StepDetectorMissing as exc:
+            raise fail(str(exc), EXIT_MISSING) from None
+        except StoreError as exc:
+            raise fail(str(exc), EXIT_CONFIG) from None
+        err.print("wrote %s" % page)
+        return
+    ids = run_ids or ["latest"]
+    try:
+        records = [store.get_run(run_id) for run_id in ids]
+    except StoreError as exc:
+        raise fail(str(exc), EXIT_CONFIG) from None
+    if compare:
+        from ..analysis.procurement import CompareError
+        from ..report.compare import render_compare
+
+        inventory = inventory_of(paths)
+        target = out or paths.reports_dir / ("compare-" + "-".join(r.run_id for r in records)[:120])
+        try:
+            page = render_compare(store, [r.run_id for r in records], inventory, target,
+                                  accuracy=_variant_accuracy(paths, [r.run_id for r in records]))
+        except CompareError as exc:
+            raise fail(str(exc), EXIT_CONFIG) from None
+        err.print("wrote %s" % page)
+        return
+    from ..report import write_report
+
+    for record in records:
+        target = out if (out and len(records) == 1) else paths.reports_dir / record.run_id
+        measurements = store.measurements(record.run_id)
+        written = write_report(record.as_dict(), measurements, target)
+        err.print("wrote %s, %s, %s" % (written.index_html, written.summary_md, written.results_csv))
+        try:
+            from ..eval.report import write_accuracy_report
+        except ImportError:
+            continue  # no accuracy tooling installed: runs without accuracy need none
+        accuracy = write_accuracy_report(record.run_id, paths.results_dir, measurements, target)
+        if accuracy is not None:
+            err.print("wrote the accuracy table and plot in %s" % target)
+
+
+def _variant_accuracy(paths: Paths, run_ids: List[str]) -> Dict[Tuple[str, str, str], Tuple[float, str, int]]:
+    """Accuracy per (run, device, variant) from results/accuracy.sqlite; {} when there is none."""
+    from ..eval.store import FILE_NAME as ACCURACY_FILE
+    from ..eval.store import AccuracyStore
+
+    if not (paths.results_dir / ACCURACY_FILE).exists():
+        return {}
+    accuracy = AccuracyStore.in_results(paths.results_dir)
+    try:
+        return accuracy.variant_accuracy(run_ids)
+    finally:
+        accuracy.close()

@@ -1,0 +1,77 @@
+"""`bench results list|show|export`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..store import StoreError
+from .app import results_app
+from .common import EXIT_CONFIG, fail, open_paths_store, summary_rows
+
+
+@results_app.command("list")
+def results_list(ctx: typer.Context, limit: int = typer.Option(20, "--limit")) -> None:
+    """Recent runs, newest first."""
+    store = open_paths_store(ctx.obj)
+    table = Table()
+    for column in ("run", "created", "suite", "devices", "status", "measurements", "tags"):
+        table.add_column(column, overflow="fold")
+    for run_record in store.list_runs(limit=limit):
+        table.add_row(run_record.run_id, run_record.created_at, run_record.suite, ", ".join(run_record.devices),
+                      run_record.status, str(store.count(run_record.run_id)), ", ".join(run_record.tags))
+    Console().print(table)
+
+
+@results_app.command("show")
+def results_show(ctx: typer.Context, run_id: str = typer.Argument("latest")) -> None:
+    """A run's summary as JSON."""
+    store = open_paths_store(ctx.obj)
+    try:
+        record = store.get_run(run_id)
+    except StoreError as exc:
+        raise fail(str(exc), EXIT_CONFIG) from None
+    payload = {"run": record.as_dict(), "summary": summary_rows(store.measurements(record.run_id))}
+    sys.stdout.write(json.dumps(payload, indent=1, sort_keys=True) + "\n")
+
+
+@results_app.command("export")
+def results_export(
+    ctx: typer.Context,
+    format: str = typer.Option("csv", "--format", "-f", help="csv, parquet or json."),
+    run_id: Optional[str] = typer.Option(None, "--run", help="One run (default: every run)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="File (default: stdout for csv/json)."),
+) -> None:
+    """Export measurements: one flat row per measurement (json keeps the whole records)."""
+    from ..analysis.stats import measurements_frame
+
+    if format not in ("csv", "parquet", "json"):
+        raise fail("unknown format %r; use csv, parquet or json" % format, EXIT_CONFIG)
+    store = open_paths_store(ctx.obj)
+    try:
+        rid = store.get_run(run_id).run_id if run_id else None
+    except StoreError as exc:
+        raise fail(str(exc), EXIT_CONFIG) from None
+    records = store.measurements(rid)
+    if format == "json":
+        text = json.dumps(records, indent=1, sort_keys=True) + "\n"
+        if out:
+            out.write_text(text, encoding="utf-8")
+        else:
+            sys.stdout.write(text)
+        return
+    frame = measurements_frame(records)
+    if format == "parquet":
+        if out is None:
+            raise fail("parquet is binary: give --out FILE.parquet", EXIT_CONFIG)
+        frame.to_parquet(out, index=False)
+    elif out:
+        frame.to_csv(out, index=False)
+    else:
+        sys.stdout.write(frame.to_csv(index=False))
