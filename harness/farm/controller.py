@@ -66,6 +66,9 @@ class DeviceOutcome:
     errors: int = 0
     error: Optional[str] = None
     error_kinds: List[str] = field(default_factory=list)
+    # worth another attempt (a dropped link, a runner that died); False for refusals that will
+    # not change by themselves (host key changed, authentication refused): the queue fails those
+    retryable: bool = True
     uploaded_bytes: int = 0
     integrity: str = ""  # how the pulled journal was checked against the board's
 
@@ -402,7 +405,9 @@ class DeviceJob:
             self.state.error = message
             self.store.set_device_state(self.state)
             self._report(state="failed", message=message[:200])
-            return self._outcome("failed", message)
+            outcome = self._outcome("failed", message)
+            outcome.retryable = not (isinstance(exc, TransportError) and not exc.retryable)
+            return outcome
         finally:
             self._release_lease()
             self._drop()
