@@ -17,6 +17,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tupl
 
 from ..errors import UsageError
 from ..runner.protocol import Measurement
+from .liveness import effective_status
 from .schema import (
     INSERT_PROVENANCE,
     INSERT_VALUE,
@@ -51,6 +52,15 @@ class RunRecord:
     variants: List[str] = field(default_factory=list)
     runner_hashes: List[str] = field(default_factory=list)
     model_hashes: Dict[str, str] = field(default_factory=dict)  # "device/variant" -> sha256
+    # liveness (schema 3): who runs it and when it last said so; ``status`` as read from the store
+    # is already judged by them (a dead controller's "running" run reads "abandoned")
+    heartbeat_at: Optional[float] = None
+    controller: Dict[str, Any] = field(default_factory=dict)
+
+    def judged(self) -> "RunRecord":
+        """The record with ``status`` judged by its controller's liveness (see store.liveness)."""
+        self.status = effective_status(self.status, self.heartbeat_at, self.controller)
+        return self
 
     def as_dict(self) -> Dict[str, Any]:
         return {
@@ -66,6 +76,8 @@ class RunRecord:
             "variants": self.variants,
             "runner_hashes": self.runner_hashes,
             "model_hashes": self.model_hashes,
+            "heartbeat_at": self.heartbeat_at,
+            "controller": self.controller,
         }
 
 
@@ -176,21 +188,56 @@ class BaseStore:
 
     # -- runs -------------------------------------------------------------------------------
     _RUN_COLUMNS = ("run_id, created_at, suite, devices, status, controller_commit, tags, info, finished_at,"
-                    " variants, runner_hashes, model_hashes")
+                    " variants, runner_hashes, model_hashes, heartbeat_at, controller")
 
     def create_run(self, run: RunRecord) -> None:
         with self.transaction() as tx:
             tx.execute(
                 "INSERT INTO runs(run_id, created_at, suite, devices, status, controller_commit, tags, info,"
-                " variants, runner_hashes, model_hashes)"
+                " variants, runner_hashes, model_hashes, heartbeat_at, controller)"
                 " VALUES (:run_id, :created_at, :suite, :devices, :status, :commit, :tags, :info,"
-                " :variants, :runners, :models)",
+                " :variants, :runners, :models, :heartbeat_at, :controller)",
                 {"run_id": run.run_id, "created_at": run.created_at or _now(), "suite": run.suite,
                  "devices": json.dumps(run.devices), "status": run.status, "commit": run.controller_commit,
                  "tags": json.dumps(run.tags), "info": json.dumps(run.info),
                  "variants": json.dumps(sorted(run.variants)), "runners": json.dumps(sorted(run.runner_hashes)),
-                 "models": json.dumps(run.model_hashes, sort_keys=True)},
+                 "models": json.dumps(run.model_hashes, sort_keys=True),
+                 "heartbeat_at": run.heartbeat_at if run.heartbeat_at is not None else (time.time() if run.controller else None),
+                 "controller": json.dumps(run.controller, sort_keys=True)},
             )
+
+    def claim_run(self, run_id: str, controller: Dict[str, Any]) -> None:
+        """This controller runs ``run_id`` now (a new run or a resumed one): status running, its
+        identity and a fresh heartbeat."""
+        with self.transaction() as tx:
+            tx.execute("UPDATE runs SET status = 'running', finished_at = NULL, controller = :c,"
+                       " heartbeat_at = :now WHERE run_id = :run_id",
+                       {"c": json.dumps(controller, sort_keys=True), "now": time.time(), "run_id": run_id})
+
+    def heartbeat(self, run_id: str) -> None:
+        """The controller of ``run_id`` is alive (only while the run is stored as running)."""
+        with self.transaction() as tx:
+            tx.execute("UPDATE runs SET heartbeat_at = :now WHERE run_id = :run_id AND status = 'running'",
+                       {"now": time.time(), "run_id": run_id})
+
+    def stored_status(self, run_id: str) -> Optional[str]:
+        """The status as written (not judged by liveness), None for an unknown run."""
+        rows = self.query("SELECT status FROM runs WHERE run_id = :run_id", {"run_id": run_id})
+        return str(rows[0][0]) if rows else None
+
+    def ensure_run(self, run: RunRecord) -> bool:
+        """Create the run unless it exists (a queue job delivered twice, or one job per board of
+        the same run racing); True when this call created it."""
+        with self.transaction() as tx:
+            count = tx.execute(
+                "INSERT INTO runs(run_id, created_at, suite, devices, status, controller_commit, tags, info)"
+                " VALUES (:run_id, :created_at, :suite, :devices, :status, :commit, :tags, :info)"
+                " ON CONFLICT (run_id) DO NOTHING",
+                {"run_id": run.run_id, "created_at": run.created_at or _now(), "suite": run.suite,
+                 "devices": json.dumps(run.devices), "status": run.status, "commit": run.controller_commit,
+                 "tags": json.dumps(run.tags), "info": json.dumps(run.info)},
+            )
+        return bool(count)
 
     def finish_run(self, run_id: str, status: str) -> None:
         with self.transaction() as tx:
@@ -212,7 +259,9 @@ class BaseStore:
             controller_commit=row[5], tags=json.loads(row[6]), info=json.loads(row[7]), finished_at=row[8],
             variants=json.loads(row[9] or "[]"), runner_hashes=json.loads(row[10] or "[]"),
             model_hashes=json.loads(row[11] or "{}"),
-        )
+            heartbeat_at=float(row[12]) if row[12] is not None else None,
+            controller=json.loads(row[13] or "{}"),
+        ).judged()
 
     def get_run(self, run_id: str) -> RunRecord:
         if run_id == "latest":

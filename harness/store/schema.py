@@ -22,7 +22,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Protocol, Sequence, Tuple, Union
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 DIALECT_FIELDS: Dict[str, Dict[str, str]] = {
     "sqlite": {"rowid": "", "bigint": "INTEGER", "double": "REAL", "without_rowid": " WITHOUT ROWID"},
@@ -247,6 +247,13 @@ MIGRATIONS: Dict[int, List[Step]] = {
         ){without_rowid}""",
         "CREATE INDEX measurement_values_run ON measurement_values(run_id)",
         _backfill_history,
+    ],
+    # Liveness: the controller that runs a run (host, pid) and its heartbeat (epoch seconds), so a
+    # run whose controller was killed reads as abandoned instead of "running" forever. Additive:
+    # older rows keep NULL / {} and are judged by their stored status alone.
+    3: [
+        "ALTER TABLE runs ADD COLUMN heartbeat_at {double}",
+        "ALTER TABLE runs ADD COLUMN controller TEXT NOT NULL DEFAULT '{{}}'",
     ],
 }
 

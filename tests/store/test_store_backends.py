@@ -96,7 +96,7 @@ def test_version_1_sqlite_store_is_migrated_and_backfilled(tmp_path: Path) -> No
     db.close()
 
     store = Store(path)
-    assert store.schema_version() == 2
+    assert store.schema_version() == SCHEMA_VERSION
     assert sorted(r[7] for r in store.history_values(metrics=["ttft_ms"]).rows) == [11.0, 12.0]
     assert store.get_run("r1").runner_hashes == ["r1"]
     assert {c.provenance.get("engine") for c in store.series_contexts()} == {"e 1.0"}
