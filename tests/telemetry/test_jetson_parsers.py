@@ -169,8 +169,10 @@ def test_real_tx2_lines() -> None:
     assert rec.swap_used_mb is None
     assert rec.cpu_load_pct == [9, 21, 25, 3, 1, 1] and rec.cpu_freq_mhz == [345] * 6
     assert (rec.emc_load_pct, rec.emc_freq_mhz, rec.gpu_load_pct, rec.gpu_freq_mhz) == (0, None, 0, None)
-    assert rec.temps_c == {"PLL": 42.5, "MCPU": 42.5, "PMIC": 100.0, "Tboard": 40.0, "GPU": 41.0, "BCPU": 42.5,
+    # PMIC@100C is JetPack 4's fixed placeholder, not a reading: kept apart, never a temperature
+    assert rec.temps_c == {"PLL": 42.5, "MCPU": 42.5, "Tboard": 40.0, "GPU": 41.0, "BCPU": 42.5,
                            "thermal": 41.9, "Tdiode": 41.25}
+    assert rec.temps_placeholder == {"PMIC": 100.0}
     assert rec.rails_w == {"VDD_SYS_GPU": 0.153, "VDD_SYS_SOC": 0.536, "VDD_4V0_WIFI": 0.633, "VDD_IN": 3.14,
                            "VDD_SYS_CPU": 0.536, "VDD_SYS_DDR": 0.557}
     assert rec.rails_avg_w["VDD_IN"] == 3.208
@@ -187,7 +189,8 @@ def test_real_tx2_lines() -> None:
     assert old.values()[0]["power_w"] == 1.931
 
     b = parse_tegrastats(TX2_BESZEL)
-    assert b.warnings == [] and b.temps_c["PMIC"] == 50.0 and b.temps_c["GPU"] == 39.5
+    assert b.warnings == [] and "PMIC" not in b.temps_c and b.temps_placeholder == {"PMIC": 50.0}
+    assert b.temps_c["GPU"] == 39.5
     assert b.rails_w["VDD_SYS_GPU"] == 0.182 and b.values()[0]["power_w"] == 5.297
 
 

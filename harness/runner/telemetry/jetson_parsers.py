@@ -12,8 +12,16 @@ from typing import Any, Dict, List, Optional, Tuple
 
 # -- rails ----------------------------------------------------------------------------------------
 
-#: rails that measure the whole module input on their own (Orin Nano/NX: VDD_IN; Nano/TX2: POM_5V_IN)
-TOTAL_RAILS = ("VDD_IN", "POM_5V_IN")
+#: rails that measure the whole module input on their own (Orin Nano/NX: VDD_IN; Nano/TX2: POM_5V_IN);
+#: Thor's VIN (INA238 on the carrier) is the board input: jtop reports it as the total (jetson_stats PR #900)
+TOTAL_RAILS = ("VDD_IN", "POM_5V_IN", "VIN")
+#: Jetson Thor builds without VIN: these three are every monitored supply of the module
+THOR_RAILS = ("VDD_GPU", "VDD_CPU_SOC_MSS", "VIN_SYS_5V0")
+THOR_CAVEAT = (
+    "Jetson Thor without a VIN rail: total = VDD_GPU + VDD_CPU_SOC_MSS + VIN_SYS_5V0 (the module's "
+    "monitored supplies); the carrier board and regulator losses are not in it"
+)
+VIN_CAVEAT = "VIN is the board input (carrier board included), as jtop reports it on Jetson Thor"
 #: AGX Orin has no input rail: these three together make the module total
 AGX_ORIN_RAILS = ("VDD_GPU_SOC", "VDD_CPU_CV", "VIN_SYS_5V0")
 #: AGX Xavier has no input rail either: its two INA3221s (0x40: GPU, CPU, SOC; 0x41: CV, VDDRQ,
@@ -28,7 +36,7 @@ AGX_ORIN_CAVEAT = (
     "AGX Orin has no VDD_IN rail: total = VDD_GPU_SOC + VDD_CPU_CV + VIN_SYS_5V0; VDDQ_VDD2_1V8AO is "
     "not added because it may already be inside VIN_SYS_5V0 - verify on the board"
 )
-MODULES = ("auto", "orin-nano", "orin-nx", "agx-orin", "nano", "xavier-nx", "agx-xavier")
+MODULES = ("auto", "orin-nano", "orin-nx", "agx-orin", "nano", "xavier-nx", "agx-xavier", "thor")
 
 
 @dataclass
@@ -66,15 +74,21 @@ def sum_rails(rails_w: Dict[str, Optional[float]], module: str = "auto",
         return total_of(list(AGX_ORIN_RAILS), "AGX Orin rail sum", AGX_ORIN_CAVEAT)
     if module == "agx-xavier":
         return total_of(list(AGX_XAVIER_RAILS), "AGX Xavier rail sum", AGX_XAVIER_CAVEAT)
+    if module == "thor" and "VIN" not in present:
+        return total_of(list(THOR_RAILS), "Jetson Thor rail sum", THOR_CAVEAT)
     for name in TOTAL_RAILS:
         if name in present:
+            if name == "VIN":
+                return total_of([name], "board input rail VIN", VIN_CAVEAT)
             return total_of([name], "module input rail %s" % name)
+    if module == "auto" and all(n in present for n in THOR_RAILS):
+        return total_of(list(THOR_RAILS), "Jetson Thor rail sum", THOR_CAVEAT)
     if module == "auto" and all(n in present for n in AGX_ORIN_RAILS):
         return total_of(list(AGX_ORIN_RAILS), "AGX Orin rail sum", AGX_ORIN_CAVEAT)
     if module == "auto" and set(present) == set(AGX_XAVIER_RAILS):
         return total_of(list(AGX_XAVIER_RAILS), "AGX Xavier rail sum", AGX_XAVIER_CAVEAT)
     return RailTotal(None, [], "none", "", [
-        "no module total: no VDD_IN/POM_5V_IN rail%s (rails present: %s); set 'rails' in the source "
+        "no module total: no VDD_IN/POM_5V_IN/VIN rail%s (rails present: %s); set 'rails' in the source "
         "config to choose which rails to sum" % (
             "" if module == "auto" else " for module %r" % module, ", ".join(sorted(rails_w)) or "none")
     ])
@@ -90,27 +104,62 @@ _UNIT_MB = {"K": 1.0 / 1024.0, "M": 1.0, "G": 1024.0}
 #   EMC_FREQ X%[@F]  GR3D_FREQ X%[@F | @[F0,F1,...]]   (per-GPC clocks on Orin)
 #   ENGINE off | ENGINE F | ENGINE X%@F   (APE, VIC, VIC_FREQ, NVENC, NVDEC, NVJPG, OFA, NVDLA0, ...)
 #   MTS fg X% bg Y%                       (TX2 / Xavier)
-#   NAME@T C                              temperatures, -256C = zone off (older: 100C for PMIC is fixed)
+#   NAME@T C                              temperatures, -256C = zone off
+#   NAME@T C/M C                          JetPack 7: current / maximum since start
 #   RAIL X[mW]/Y[mW]                      instantaneous / running average power in mW
-_RAM_RE = re.compile(r"\bRAM (\d+)/(\d+)([kKMG])B(?: ?\(lfb (\d+)x(\d+)([kKMG])B\))?")
-_SWAP_RE = re.compile(r"\bSWAP (\d+)/(\d+)([kKMG])B(?: ?\(cached (\d+)([kKMG])B\))?")
-_IRAM_RE = re.compile(r"\bIRAM (\d+)/(\d+)([kKMG])B")
+#   RAIL XmW/YmW/ZmW                      JetPack 7: instantaneous / average / maximum
+# JetPack 7 (L4T R38/R39, Thor and Orin): GR3D_FREQ @[F0,F1,F2] (clocks, no load) or GR3D_FREQ X% (no
+# clock); engines as NVENC0_FREQ @F; EMC_FREQ @F; SWAP and EMC may be missing.
+# JetPack 4 prints PMIC@100C (Nano, TX1, TX2) or PMIC@50C: the PMIC zone is a fixed placeholder, not a
+# reading, so it is kept apart (temps_placeholder) and never used as a temperature.
+# Every pattern is ASCII-only ([0-9], not Unicode digits) and linear: a name may not start inside a
+# word (the look-behind), and no two adjacent repeats can match the same characters.
+_A = re.ASCII
+_RAM_RE = re.compile(r"\bRAM (\d+)/(\d+)([kKMG])B(?: ?\(lfb (\d+)x(\d+)([kKMG])B\))?", _A)
+_SWAP_RE = re.compile(r"\bSWAP (\d+)/(\d+)([kKMG])B(?: ?\(cached (\d+)([kKMG])B\))?", _A)
+_IRAM_RE = re.compile(r"\bIRAM (\d+)/(\d+)([kKMG])B", _A)
 # "CPU [19%@729,...]" (JetPack >= 4); "cpu [11%,4%]@1734" (JetPack 3: one shared clock)
-_CPU_RE = re.compile(r"\bCPU \[([^\]]*)\](?:@(\d+))?", re.IGNORECASE)
-_EMC_RE = re.compile(r"\bEMC(?:_FREQ)? (\d+)%(?:@(\d+))?")
-_GR3D_RE = re.compile(r"\bGR3D(?:_FREQ)? (\d+)%(?:@(?:\[([^\]]*)\]|(\d+)))?")
-_MTS_RE = re.compile(r"\bMTS fg (\d+)% bg (\d+)%")
-# engines: a name, then "off", a clock, or load%@clock; EMC/GR3D/CPU/RAM/... are parsed above
-_ENGINE_RE = re.compile(r"(?<![\w@.\-])([A-Z][A-Z0-9_]*) (off|\d+%@\d+|\d+)(?=\s|$)")
+_CPU_RE = re.compile(r"\bCPU \[([^\[\]]*)\](?:@(\d+))?", re.IGNORECASE | _A)
+_CPU_ITEM_RE = re.compile(r"(\d+)%(?:@(\d+))?$", _A)
+_EMC_RE = re.compile(r"\bEMC(?:_FREQ)? (?:(\d+)%)?(?:@(\d+))?", _A)
+_GR3D_RE = re.compile(r"\bGR3D(?:_FREQ)? (?:(\d+)%)?(?:@(?:\[([^\[\]]*)\]|(\d+)))?", _A)
+_MTS_RE = re.compile(r"\bMTS fg (\d+)% bg (\d+)%", _A)
+# engines: a name, then "off", a clock, load%@clock, load% or @clock; EMC/GR3D/CPU/RAM/... are parsed above
+_ENGINE_RE = re.compile(r"(?<![\w@.\-])([A-Z][A-Z0-9_]*) (off|\d+%@\d+|\d+%|@\d+|\d+)(?=\s|$)", _A)
 _NOT_ENGINES = {"RAM", "SWAP", "IRAM", "CPU", "EMC", "EMC_FREQ", "GR3D", "GR3D_FREQ", "MTS", "LFB"}
-_TEMP_RE = re.compile(r"(?<![\w@.\-])([A-Za-z][\w.\-]*)@(-?\d+(?:\.\d+)?)C(?![\w.])")
-_RAIL_RE = re.compile(r"(?<![\w@.\-])([A-Za-z][A-Za-z0-9_]*) (\d+)(?:mW)?/(\d+)(?:mW)?(?=\s|$)")
-_TIMESTAMP_RE = re.compile(r"^(\d{2}-\d{2}-\d{4} \d{2}:\d{2}:\d{2})\s")
+# zone names may be non-ASCII (kernel thermal zone types are free text); the figures are ASCII [0-9]
+_TEMP_RE = re.compile(r"(?<![\w@.\-])([A-Za-z][\w.\-]*)@(-?[0-9]+(?:\.[0-9]+)?)C(?:/(-?[0-9]+(?:\.[0-9]+)?)C)?(?![\w.])")
+_RAIL_RE = re.compile(r"(?<![\w@.\-])([A-Za-z][A-Za-z0-9_]*) (\d+)(?:mW)?/(\d+)(?:mW)?(?:/(\d+)(?:mW)?)?(?=\s|$)", _A)
+# anything that looks like a rail ("NAME 12mW/..." or "NAME 12/...") - to tell "no rails printed" (root)
+# from "rails printed in a format this parser does not know"
+_RAILISH_RE = re.compile(r"(?<![\w@.\-])([A-Za-z][A-Za-z0-9_]*) [0-9.]+m?W?/", _A)
+_TIMESTAMP_RE = re.compile(r"^(\d{2}-\d{2}-\d{4} \d{2}:\d{2}:\d{2})\s", _A)
 _NOT_RAILS = {"RAM", "SWAP", "IRAM", "LFB"}
 #: thermal zones that are off report this value
 TEMP_OFFLINE_C = -256.0
+#: zones that print a constant, not a measurement (JetPack 4: PMIC@100C, PMIC@50C)
+PLACEHOLDER_ZONES = ("PMIC",)
 #: longer lines are cut before parsing (a real line is < 1 kB; this bounds the work on garbage)
 MAX_LINE_CHARS = 16384
+#: a figure with more digits is garbage (a real one has at most 7: 4266 MHz, 124486 mW)
+MAX_DIGITS = 12
+
+
+def _int(text: str) -> int:
+    """An ASCII decimal of at most MAX_DIGITS digits (ValueError otherwise: never OverflowError)."""
+    digits = text[1:] if text[:1] == "-" else text
+    if not digits or len(digits) > MAX_DIGITS or digits.strip("0123456789"):
+        raise ValueError("not a plausible number: %r" % text[:40])
+    return int(text)
+
+
+def _float(text: str) -> float:
+    """``_int`` for figures that may have a fraction ("50.718")."""
+    whole, _, frac = text.partition(".")
+    _int(whole or "0")
+    if frac:
+        _int(frac)
+    return float(text)
 
 
 @dataclass
@@ -143,6 +192,9 @@ class TegrastatsLine:
     mts_bg_pct: Optional[float] = None
     engines: Dict[str, Dict[str, Optional[float]]] = field(default_factory=dict)  # {NVENC: {load_pct, freq_mhz}}
     temps_offline: List[str] = field(default_factory=list)  # zones reporting -256C
+    temps_max_c: Dict[str, float] = field(default_factory=dict)  # JetPack 7 "zone@X.XC/Y.YC": the Y
+    temps_placeholder: Dict[str, float] = field(default_factory=dict)  # PMIC@100C: a constant, not a reading
+    rails_max_w: Dict[str, float] = field(default_factory=dict)  # JetPack 7 "XmW/YmW/ZmW": the Z
 
     def values(self, module: str = "auto", rails: Optional[List[str]] = None) -> Tuple[Dict[str, Optional[float]], RailTotal]:
         """The line as telemetry values (see base.py for the key names) and the rail total."""
@@ -171,34 +223,40 @@ class TegrastatsLine:
 
 
 def _mb(value: str, unit: str) -> float:
-    return int(value) * _UNIT_MB[unit.upper()]
+    return _int(value) * _UNIT_MB[unit.upper()]
 
 
 def _parse_cpu(rec: TegrastatsLine, match: "re.Match[str]") -> None:
-    shared_freq = float(match.group(2)) if match.group(2) else None  # old format: CPU [a%,b%]@F
-    for item in match.group(1).split(","):
+    shared_freq = float(_int(match.group(2))) if match.group(2) else None  # old format: CPU [a%,b%]@F
+    for item in match.group(1).split(",")[:1024]:
         item = item.strip()
         if item == "off" or not item:
             rec.cpu_load_pct.append(None)
             rec.cpu_freq_mhz.append(None)
             continue
-        m = re.match(r"(\d+)%(?:@(\d+))?$", item)
+        m = _CPU_ITEM_RE.match(item)
+        if m:
+            try:
+                load, freq = float(_int(m.group(1))), float(_int(m.group(2))) if m.group(2) else shared_freq
+            except ValueError:
+                m = None
         if not m:
             rec.warnings.append("unrecognised CPU entry %r in tegrastats line" % item[:40])
             rec.cpu_load_pct.append(None)
             rec.cpu_freq_mhz.append(None)
             continue
-        rec.cpu_load_pct.append(float(m.group(1)))
-        rec.cpu_freq_mhz.append(float(m.group(2)) if m.group(2) else shared_freq)
+        rec.cpu_load_pct.append(load)
+        rec.cpu_freq_mhz.append(freq)
 
 
 def _parse_gr3d(rec: TegrastatsLine, match: "re.Match[str]") -> None:
-    rec.gpu_load_pct = float(match.group(1))
+    # "GR3D_FREQ 84%@[713]", "GR3D_FREQ @[314,314,314]" (Thor: clocks, no load), "GR3D_FREQ 32%" (no clock)
+    rec.gpu_load_pct = float(_int(match.group(1))) if match.group(1) is not None else None
     if match.group(2) is not None:  # "@[305,0]": one clock per GPC ("off" for a gated GPC)
-        for item in match.group(2).split(","):
+        for item in match.group(2).split(",")[:64]:
             item = item.strip()
-            if item.isdigit():
-                rec.gpu_freqs_mhz.append(float(item))
+            if item and not item.strip("0123456789") and len(item) <= MAX_DIGITS:
+                rec.gpu_freqs_mhz.append(float(int(item)))
             elif item in ("", "off"):
                 rec.gpu_freqs_mhz.append(None)
             else:
@@ -207,7 +265,7 @@ def _parse_gr3d(rec: TegrastatsLine, match: "re.Match[str]") -> None:
         clocks = [f for f in rec.gpu_freqs_mhz if f is not None]
         rec.gpu_freq_mhz = max(clocks) if clocks else None  # the GPU clock: the fastest GPC
     elif match.group(3) is not None:
-        rec.gpu_freq_mhz = float(match.group(3))
+        rec.gpu_freq_mhz = float(_int(match.group(3)))
         rec.gpu_freqs_mhz = [rec.gpu_freq_mhz]
 
 
@@ -269,54 +327,87 @@ def parse_tegrastats(line: str) -> TegrastatsLine:
             _parse_cpu(rec, m)
 
     def emc() -> None:
-        m = _EMC_RE.search(text)
-        if m:
-            rec.emc_load_pct = float(m.group(1))
-            rec.emc_freq_mhz = float(m.group(2)) if m.group(2) else None
+        # "EMC_FREQ 18%@3199", "EMC_FREQ 0%", and on JetPack 7 "EMC_FREQ @4266" (clock, no load)
+        for m in _EMC_RE.finditer(text):
+            if m.group(1) is None and m.group(2) is None:
+                continue
+            rec.emc_load_pct = float(_int(m.group(1))) if m.group(1) is not None else None
+            rec.emc_freq_mhz = float(_int(m.group(2))) if m.group(2) is not None else None
+            return
 
     def gr3d() -> None:
-        m = _GR3D_RE.search(text)
-        if m:
+        for m in _GR3D_RE.finditer(text):
+            if m.group(1) is None and m.group(2) is None and m.group(3) is None:
+                continue
             _parse_gr3d(rec, m)
+            return
 
     def mts() -> None:
         m = _MTS_RE.search(text)
         if m:
-            rec.mts_fg_pct, rec.mts_bg_pct = float(m.group(1)), float(m.group(2))
+            rec.mts_fg_pct, rec.mts_bg_pct = float(_int(m.group(1))), float(_int(m.group(2)))
 
     def engines() -> None:
         for name, value in _ENGINE_RE.findall(text):
             if name in _NOT_ENGINES:
                 continue
-            if value == "off":
-                rec.engines[name] = {"load_pct": None, "freq_mhz": None}
-            elif "%@" in value:
-                load, freq = value.split("%@")
-                rec.engines[name] = {"load_pct": float(load), "freq_mhz": float(freq)}
-            else:
-                rec.engines[name] = {"load_pct": None, "freq_mhz": float(value)}
+            try:
+                if value == "off":
+                    rec.engines[name] = {"load_pct": None, "freq_mhz": None}
+                elif "%@" in value:  # load%@clock
+                    load, freq = value.split("%@")
+                    rec.engines[name] = {"load_pct": float(_int(load)), "freq_mhz": float(_int(freq))}
+                elif value.endswith("%"):  # load only
+                    rec.engines[name] = {"load_pct": float(_int(value[:-1])), "freq_mhz": None}
+                else:  # a clock: "APE 150", or JetPack 7's "NVENC0_FREQ @1556"
+                    rec.engines[name] = {"load_pct": None, "freq_mhz": float(_int(value.lstrip("@")))}
+            except ValueError:
+                rec.warnings.append("unreadable engine figure %s %r in tegrastats line" % (name[:40], value[:40]))
 
     def temps() -> None:
-        for name, value in _TEMP_RE.findall(text):
-            celsius = float(value)
+        for name, value, maximum in _TEMP_RE.findall(text):
+            try:
+                celsius = _float(value)
+                peak = _float(maximum) if maximum else None
+            except ValueError:
+                rec.warnings.append("unreadable temperature %s@%r in tegrastats line" % (name[:40], value[:40]))
+                continue
+            if name.upper() in PLACEHOLDER_ZONES:
+                rec.temps_placeholder[name] = celsius
+                continue
             if celsius <= TEMP_OFFLINE_C:
                 rec.temps_offline.append(name)
                 continue
             rec.temps_c[name] = celsius
+            if peak is not None and peak > TEMP_OFFLINE_C:
+                rec.temps_max_c[name] = peak
 
     def power() -> None:
-        for name, cur, avg in _RAIL_RE.findall(text):
+        for name, cur, avg, peak in _RAIL_RE.findall(text):
             if name.upper() in _NOT_RAILS or name.upper() == "NC":
                 continue
-            rec.rails_w[name] = int(cur) / 1000.0
-            rec.rails_avg_w[name] = int(avg) / 1000.0
+            try:
+                watts, avg_w = _int(cur) / 1000.0, _int(avg) / 1000.0
+                peak_w = _int(peak) / 1000.0 if peak else None
+            except ValueError:
+                rec.warnings.append("unreadable power rail %s in tegrastats line" % name[:40])
+                continue
+            rec.rails_w[name] = watts
+            rec.rails_avg_w[name] = avg_w
+            if peak_w is not None:
+                rec.rails_max_w[name] = peak_w
 
     for name, parse in (("timestamp", timestamp), ("RAM", ram), ("SWAP", swap), ("IRAM", iram), ("CPU", cpu),
                         ("EMC", emc), ("GR3D", gr3d), ("MTS", mts), ("engine", engines),
                         ("temperature", temps), ("power", power)):
         field_of(name, parse)
     if not rec.rails_w:
-        rec.warnings.append("no power rails in tegrastats line (needs root on some JetPack releases)")
+        railish = [m.group(0) for m in _RAILISH_RE.finditer(text) if m.group(1).upper() not in _NOT_RAILS]
+        if railish:  # printed, but not as NAME X/Y or X/Y/Z: a format change, not a permission problem
+            rec.warnings.append("power rails in a format this parser does not know (e.g. %r): no power figures"
+                                % railish[0][:60])
+        else:
+            rec.warnings.append("no power rails in tegrastats line (needs root on some JetPack releases)")
     if rec.ram_used_mb is None and not rec.rails_w and not rec.temps_c:
         rec.warnings = ["unrecognised tegrastats line: %r" % text[:120]]
     return rec
