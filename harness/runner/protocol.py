@@ -58,8 +58,17 @@ class WorkloadSpec:
     prompt: str
     input_sha256: str  # over the decoded pixels and the prompt, see workloads.input_digest
     fps: float = 2.0  # video only: the frame rate the frames were sampled at
+    # A sweep point's settings (size, frames, output_tokens, prompt_words, concurrency, slo),
+    # copied into each of its measurements' ``params``; empty for a plain workload.
+    params: Dict[str, Any] = field(default_factory=dict)
+    output_tokens: Optional[int] = None  # overrides GenerationSpec.output_tokens for this workload
+    concurrency: int = 1  # streams sent at once (backends with supports_concurrency only)
 
     def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise ProtocolError("workload %r: concurrency must be >= 1" % self.name)
+        if self.output_tokens is not None and self.output_tokens < 2:
+            raise ProtocolError("workload %r: output_tokens must be >= 2" % self.name)
         if self.kind not in WORKLOAD_KINDS:
             raise ProtocolError(
                 "workload %r: kind must be one of %s, got %r" % (self.name, WORKLOAD_KINDS, self.kind)
@@ -92,12 +101,25 @@ class GenerationSpec:
     warmup: int = 1
     repetitions: int = 5
     timeout_s: float = 1800.0
+    # --until-stable (harness/runner/stability.py): after `repetitions`, repeat until the 95% CI of
+    # the median of `stable_metric` is within this relative width, or `max_repetitions` measured
+    # repetitions. 0: off (exactly `repetitions`).
+    until_stable: float = 0.0
+    max_repetitions: int = 0
+    stable_metric: str = "e2e_ms"
 
     def __post_init__(self) -> None:
         if self.output_tokens < 2:
             raise ProtocolError("output_tokens must be >= 2 (decode rate needs two tokens)")
         if self.warmup < 0 or self.repetitions < 1:
             raise ProtocolError("warmup must be >= 0 and repetitions >= 1")
+        if self.until_stable < 0 or (self.until_stable and self.max_repetitions < self.repetitions):
+            raise ProtocolError("until_stable must be >= 0, with max_repetitions >= repetitions")
+
+    @property
+    def planned_total(self) -> int:
+        """Warm-up plus the most measured repetitions this spec may take."""
+        return self.warmup + (max(self.max_repetitions, self.repetitions) if self.until_stable else self.repetitions)
 
 
 @dataclass
@@ -203,6 +225,9 @@ class Measurement:
     error_kind: Optional[str] = None
     warnings: List[str] = field(default_factory=list)
     started_at: str = ""  # wall-clock ISO 8601, for people; durations come from the monotonic clock
+    # The workload's sweep parameters; under concurrency also stream, round and the round's
+    # wall time and output tokens (harness/runner/concurrent.py)
+    params: Dict[str, Any] = field(default_factory=dict)
     schema_version: int = MEASUREMENT_SCHEMA_VERSION
     record: str = "measurement"
 

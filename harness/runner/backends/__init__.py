@@ -18,6 +18,7 @@ _MODULES: Dict[str, str] = {
     "axllm": "harness.runner.backends.axllm",
     "openvino_genai": "harness.runner.backends.openvino_genai",
     "llamacpp": "harness.runner.backends.llamacpp",
+    "openai": "harness.runner.backends.openai",
 }
 _EXTRAS: Dict[str, str] = {
     "reference": "",
@@ -25,6 +26,7 @@ _EXTRAS: Dict[str, str] = {
     "axllm": "",  # the ax-llm binary ships with AXERA's model, not from PyPI
     "openvino_genai": "openvino",
     "llamacpp": "",  # llama.cpp's llama-mtmd-cli binary, built for the board (see the backend's docstring)
+    "openai": "",  # a client only (standard library); the server is whatever the board runs
 }
 
 _REGISTRY: Dict[str, Type[Backend]] = {}
