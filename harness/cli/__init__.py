@@ -8,7 +8,7 @@ Every `harness.errors.BenchError` is mapped to its exit code in one place: `app.
 
 from __future__ import annotations
 
-from . import devices_cmd, farm_cmd, models_cmd, regress_cmd, report_cmd, results_cmd, run_cmd, suites_cmd  # noqa: F401  (register)
+from . import devices_cmd, farm_cmd, models_cmd, queue_cmd, regress_cmd, report_cmd, results_cmd, run_cmd, suites_cmd  # noqa: F401  (register)
 from .app import app
 
 __all__ = ["app"]
