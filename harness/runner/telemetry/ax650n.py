@@ -18,12 +18,35 @@ SOC_TEMP = "/sys/class/thermal/thermal_zone0/temp"
 
 # the summary line starts the line (after spaces); a block's name="..." can hold any text, so a match
 # inside a "|-Block:" line must not count, and the last summary in the file is the current one
-_CMM_RE = re.compile(r"^\s*total\s*size\s*=\s*(\d+)\s*KB.*?\bused\s*=\s*(\d+)\s*KB.*?\bremain\s*=\s*(\d+)\s*KB",
-                     re.IGNORECASE | re.MULTILINE)
-_UTIL_RE = re.compile(r"utilization\s*:\s*(\d+(?:\.\d+)?)\s*%", re.IGNORECASE)
-_CORE_RE = re.compile(r"^\s*core\s*:\s*(\S+)", re.IGNORECASE)
+# (parse_cmm_summary reads it field by field: each search is linear in the line, whatever it holds)
+_UTIL_RE = re.compile(r"utilization[ \t]*:[ \t]*([0-9]{1,9}(?:\.[0-9]{1,9})?)[ \t]*%", re.IGNORECASE)
+_CORE_RE = re.compile(r"[ \t]*core[ \t]*:[ \t]*(\S{1,128})", re.IGNORECASE)
 # AXCL FAQ: with the NPU idle, top reads "nputop info is empty!" or "nputop info not updated over N ms!"
 _NPU_IDLE_RE = re.compile(r"nputop info (?:is empty|not updated over)", re.IGNORECASE)
+
+
+_CMM_START_RE = re.compile(r"[ \t]*total[ \t]*size[ \t]*=", re.IGNORECASE)
+_CMM_FIELD_RES = tuple(re.compile(r"\b%s[ \t]*=[ \t]*([0-9]{1,15})[ \t]*KB" % name, re.IGNORECASE)
+                       for name in (r"total[ \t]*size", "used", "remain"))
+
+
+def parse_cmm_summary(text: str) -> "Optional[tuple]":
+    """(total, used, remain) in MB from the LAST line that starts with ``total size=`` and has all
+    three ``...=NKB`` fields; None when there is none. A block's name="..." may hold any text, so a
+    summary must start its line. Linear in the text (no regex spans lines or backtracks across them)."""
+    found = None
+    for line in text.splitlines():
+        if not _CMM_START_RE.match(line):
+            continue
+        values = []
+        for pattern in _CMM_FIELD_RES:
+            m = pattern.search(line)
+            if m is None:
+                break
+            values.append(int(m.group(1)) / 1024.0)
+        if len(values) == 3:
+            found = tuple(values)
+    return found
 
 
 @dataclass
@@ -37,9 +60,9 @@ class CmmInfo:
 def parse_cmm_info(text: str) -> CmmInfo:
     """The summary line of /proc/ax_proc/mem_cmm_info (after ``---CMM_USE_INFO:``):
     `` total size=3145728KB(3072MB),used=18876KB(18MB + 444KB),remain=3126852KB(3053MB + 580KB),...``"""
-    matches = list(_CMM_RE.finditer(text or ""))
-    if matches:
-        total, used, remain = (int(g) / 1024.0 for g in matches[-1].groups())
+    summary = parse_cmm_summary(text or "")
+    if summary is not None:
+        total, used, remain = summary
         info = CmmInfo(total, used, remain)
         if abs(total - used - remain) > 1.0:
             info.warnings.append("CMM used + remain != total (%.0f + %.0f vs %.0f MB)" % (used, remain, total))
@@ -91,7 +114,7 @@ class Ax650nSource(TelemetrySource):
         self.temp_path = self.path(str(self.config.get("temp_path") or SOC_TEMP))
         try:
             first = parse_cmm_info(read_text(self.cmm_path))
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             raise SourceUnavailable("%s unreadable (%s): not an AX650N, or the AXERA BSP (ax_cmm driver) is not "
                                     "loaded" % (self.cmm_path, short_error(exc)))
         self.setup_warnings.extend(first.warnings)
@@ -113,7 +136,7 @@ class Ax650nSource(TelemetrySource):
             cmm = parse_cmm_info(read_text(self.cmm_path))
             for message in cmm.warnings:
                 self.warn(message)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             self.warn("%s unreadable: %s" % (self.cmm_path, short_error(exc)))
             cmm = CmmInfo()
         values["mem_mb:cmm_used"] = cmm.used_mb

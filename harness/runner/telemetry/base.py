@@ -95,16 +95,31 @@ def under_root(root: str, path: str) -> str:
     return os.path.join(root, path.lstrip("/"))
 
 
+#: sysfs/procfs files are small; a larger one is cut (bounded memory whatever the file holds)
+MAX_READ_CHARS = 4 << 20
+#: digits in a plausible sysfs figure (energy_uj wraps at ~2**40 (13 digits), clocks in Hz have 10)
+MAX_NUMBER_CHARS = 32
+
+
 def read_text(path: str) -> str:
-    """The whole text of a (small) sysfs/procfs file; raises OSError like open()."""
-    with open(path, "r") as handle:
-        return handle.read()
+    """The text of a (small) sysfs/procfs file, at most MAX_READ_CHARS; raises OSError like open().
+
+    Bytes that are not UTF-8 become U+FFFD (a garbled block name in mem_cmm_info must not cost the
+    summary line); a number file with such bytes then fails in ``parse_number`` with ValueError."""
+    with open(path, "r", encoding="utf-8", errors="replace") as handle:
+        return handle.read(MAX_READ_CHARS)
 
 
 def parse_number(text: str) -> float:
-    """A sysfs number ("48843\\n", "2133000000", "3.5"); raises ValueError on anything else."""
+    """A sysfs number ("48843\\n", "2133000000", "3.5"); raises ValueError on anything else
+    (non-ASCII digits, absurd lengths, NaN/inf) - never OverflowError."""
     token = text.strip().split()[0] if text.strip() else ""
-    value = float(int(token)) if token.lstrip("-").isdigit() else float(token)
+    if not token or len(token) > MAX_NUMBER_CHARS or not token.isascii():
+        raise ValueError("not a plausible number: %r" % token[:40])
+    try:
+        value = float(int(token)) if token.lstrip("-").isdigit() else float(token)
+    except OverflowError:
+        raise ValueError("number out of range: %r" % token[:40])
     if math.isnan(value) or math.isinf(value):
         raise ValueError("not a finite number: %r" % token)
     return value

@@ -31,7 +31,7 @@ def parse_kb_fields(text: str, wanted: Optional[Tuple[str, ...]] = None) -> Dict
         if not sep or (wanted is not None and key not in wanted):
             continue
         parts = rest.split()
-        if parts and parts[0].isdigit() and (len(parts) == 1 or (len(parts) == 2 and parts[1] == "kB")):
+        if parts and parts[0].isascii() and parts[0].isdigit() and len(parts[0]) <= 20 and (len(parts) == 1 or (len(parts) == 2 and parts[1] == "kB")):
             out[key] = float(parts[0])
             if wanted is not None and len(out) == len(wanted):
                 break

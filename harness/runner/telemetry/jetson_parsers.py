@@ -423,15 +423,30 @@ class NvpModel:
     warnings: List[str] = field(default_factory=list)
 
 
+#: longer command output is cut before parsing (real output is a few lines; this bounds the work)
+MAX_COMMAND_CHARS = 1 << 20
+_NVP_RE = re.compile(r"NV Power Mode[ \t]*:[ \t]*(\S{1,128})")
+
+
+def _text_of(text: Any) -> str:
+    if isinstance(text, (bytes, bytearray)):
+        text = bytes(text[:MAX_COMMAND_CHARS]).decode("utf-8", "replace")
+    return str(text or "")[:MAX_COMMAND_CHARS]
+
+
 def parse_nvpmodel_q(text: str) -> NvpModel:
     """``nvpmodel -q``: "NV Power Mode: MAXN" then the mode number (warnings may precede them)."""
+    text = _text_of(text)
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     for i, line in enumerate(lines):
-        m = re.match(r"NV Power Mode\s*:\s*(\S+)", line)
+        m = _NVP_RE.match(line)
         if m:
             mode_id = None
-            if i + 1 < len(lines) and lines[i + 1].isdigit():
-                mode_id = int(lines[i + 1])
+            if i + 1 < len(lines):
+                try:  # ASCII digits only ("²".isdigit() is True, int("²") is not a number)
+                    mode_id = _int(lines[i + 1])
+                except ValueError:
+                    mode_id = None
             return NvpModel(m.group(1), mode_id)
     return NvpModel(None, None, ["no 'NV Power Mode:' line in nvpmodel -q output: %r" % text[:200]])
 
@@ -465,24 +480,35 @@ class JetsonClocksState:
 
 
 def _fields(text: str) -> Dict[str, str]:
-    return dict(re.findall(r"(\w+)=(\S+)", text))
+    """``Key=value`` words of a line (split on whitespace: linear, whatever the line holds)."""
+    out: Dict[str, str] = {}
+    for word in text.split():
+        key, eq, value = word.partition("=")
+        if eq and key and value and key.isidentifier() and key not in out:
+            out[key] = value
+    return out
 
 
 def _mhz(value: Optional[str], divisor: float) -> Optional[float]:
+    """A frequency in kHz/Hz as MHz; None for anything that is not a plain ASCII number."""
     if value is None:
         return None
     try:
-        return int(value) / divisor
+        return _int(value) / divisor
     except ValueError:
         return None
+
+
+_CPU_LINE_RE = re.compile(r"(cpu[0-9]{1,6})[ \t]*:[ \t]*(.*)")
 
 
 def parse_jetson_clocks_show(text: str) -> JetsonClocksState:
     """``jetson_clocks --show``: CPU frequencies in kHz, GPU and EMC in Hz."""
     state = JetsonClocksState()
+    text = _text_of(text)
     for raw in text.splitlines():
         line = raw.strip()
-        m = re.match(r"(cpu\d+)\s*:\s*(.*)", line)
+        m = _CPU_LINE_RE.match(line)
         if m:
             f = _fields(m.group(2))
             state.cpus[m.group(1)] = ClockDomain(
@@ -499,7 +525,7 @@ def parse_jetson_clocks_show(text: str) -> JetsonClocksState:
             else:
                 state.emc = domain
             continue
-        m = re.match(r"NV Power Mode\s*:\s*(\S+)", line)
+        m = _NVP_RE.match(line)
         if m:
             state.power_mode = m.group(1)
     if not state.cpus and state.gpu is None:

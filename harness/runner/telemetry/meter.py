@@ -15,9 +15,13 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from .base import SourceConfigError, SourceUnavailable, TelemetrySource, Values, register_source, short_error
 
-_NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
-_WITH_UNIT = re.compile(r"(%s)\s*(mW|kW|W)(?![A-Za-z])" % _NUMBER, re.IGNORECASE)
+# ASCII digits only; a number may not start inside another one (the look-behind), so a search over a
+# long run of digits tries one start, not one per digit (linear, not quadratic)
+_NUMBER = r"(?<![0-9.])[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
+_WITH_UNIT = re.compile(r"(%s)[ \t]*(mW|kW|W)(?![A-Za-z])" % _NUMBER, re.IGNORECASE)
 _ANY_NUMBER = re.compile(_NUMBER)
+#: a meter line longer than this is cut before parsing (a real one is a few dozen characters)
+MAX_LINE_CHARS = 4096
 _SCALE = {"mw": 1e-3, "w": 1.0, "kw": 1e3}
 DEFAULT_COVERS = "external power meter (covers whatever it is inserted in: wall plug or DC input)"
 
@@ -29,6 +33,7 @@ def parse_watts(text: str, default_unit: str = "W") -> Tuple[Optional[float], Op
     """
     if not text or not text.strip():
         return None, "meter printed nothing"
+    text = text[:MAX_LINE_CHARS]
     m = _WITH_UNIT.search(text)
     if m:
         value, unit = float(m.group(1)), m.group(2).lower()
@@ -108,7 +113,7 @@ class MeterSerialSource(TelemetrySource):
     (Modbus, binary frames) and the reading is timed when the runner reads the line."""
 
     kinds = ("power",)
-    options = {"device": None, "pattern": r"(?P<watts>%s)\s*W\b" % _NUMBER, "unit": "W", "baud": None,
+    options = {"device": None, "pattern": r"(?P<watts>%s)[ \t]*W\b" % _NUMBER, "unit": "W", "baud": None,
                "covers": DEFAULT_COVERS}
 
     def __init__(self, config: Optional[Dict[str, Any]] = None, root: str = "/", command_runner: Any = None) -> None:
@@ -177,7 +182,7 @@ class MeterSerialSource(TelemetrySource):
             return {}  # nothing new: no sample
         *lines, self._buffer = self._buffer.split(b"\n")
         for raw in reversed(lines):
-            line = raw.decode("utf-8", "replace").strip()
+            line = raw[:MAX_LINE_CHARS].decode("utf-8", "replace").strip()
             if not line:
                 continue
             m = self.pattern.search(line)
