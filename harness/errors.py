@@ -41,3 +41,11 @@ class FailedError(BenchError):
     """Something ran and failed (exit 1)."""
 
     exit_code = EXIT_FAILED
+
+
+def install_hint(extras: str) -> str:
+    """A command that installs an optional extra from a checkout (the package is not on an index)."""
+    return ("install it from the checkout with: bash scripts/setup-venv.sh local,%s "
+            "(or in your own venv, from the checkout: pip install -e '.[%s]')" % (extras, extras)) \
+        if extras != "local" else ("install it from the checkout with: bash scripts/setup-venv.sh local "
+                                   "(or in your own venv, from the checkout: pip install -e '.[local]')")

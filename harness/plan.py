@@ -15,7 +15,7 @@ from . import __version__
 from .config.devices import DeviceConfig, Inventory
 from .config.suites import Suite
 from .config.yaml_lines import ConfigError
-from .errors import MissingError
+from .errors import MissingError, install_hint
 from .farm.controller import DevicePlan
 from .models.marker import MARKER_NAME
 from .runner.protocol import BackendSpec, GenerationSpec, ModelSpec, RunSpec
@@ -78,9 +78,8 @@ def resolve_model_path(device: DeviceConfig, variant_index: int, paths: Paths,
             from .models import make_model
         except ImportError as exc:
             raise EngineMissing(
-                "building the %s %s model needs torch and transformers (%s); "
-                "install them with: pip install 'edge-vlm-bench[local]'"
-                % (model.make.arch, model.make.preset, exc)
+                "building the %s %s model needs torch and transformers (%s); %s"
+                "%s" % (model.make.arch, model.make.preset, exc, install_hint("local"))
             ) from None
         notify("building random-weight %s (%s preset) into %s" % (model.make.arch, model.make.preset, target))
         make_model(model.make.arch, model.make.preset, target, seed=model.make.seed)

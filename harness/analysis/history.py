@@ -17,8 +17,9 @@ import numpy as np
 import pandas as pd
 
 from harness.store.base import BaseStore, RunRecord, SeriesContext
+from harness.store.liveness import INCOMPLETE_STATUSES
 
-from ..errors import MissingError
+from ..errors import MissingError, install_hint
 
 SERIES_KEY = ("device", "suite", "workload", "variant", "metric")
 CONTEXT_KEY = ("run_id", "device", "suite", "workload", "variant")
@@ -135,7 +136,7 @@ def detect_steps(levels: Sequence[float], min_size: int = 2, penalty: float = 4.
         import ruptures as rpt  # imported here: only regressions and dashboards need it
     except ImportError as exc:
         raise StepDetectorMissing("change-point detection needs ruptures (%s): "
-                                  "pip install 'edge-vlm-bench[regress]'" % exc) from None
+                                  "%s" % (exc, install_hint("local"))) from None
 
     values = np.asarray(levels, dtype=float)
     n = int(values.size)
@@ -257,13 +258,18 @@ def _runs_frame(runs: Sequence[RunRecord]) -> pd.DataFrame:
 
 def load_history(store: BaseStore, metrics: Optional[Sequence[str]] = None, suite: Optional[str] = None,
                  devices: Optional[Sequence[str]] = None, tag: Optional[str] = None,
-                 last_runs: Optional[int] = None, include_runs: Sequence[str] = ()) -> History:
+                 last_runs: Optional[int] = None, include_runs: Sequence[str] = (),
+                 include_incomplete: bool = False) -> History:
     """Read the history a regression check or a dashboard needs, in one query per table.
 
     ``tag`` keeps only runs carrying it (e.g. ``nightly``), plus ``include_runs`` whatever their
-    tags (an explicit baseline); ``last_runs`` keeps the newest N of those.
+    tags (an explicit baseline); ``last_runs`` keeps the newest N of those. Interrupted and
+    abandoned runs (stopped part-way: a partial run is no level) are left out unless
+    ``include_incomplete`` or named in ``include_runs``.
     """
     all_runs = store.list_runs(suite=suite)
+    if not include_incomplete:
+        all_runs = [r for r in all_runs if r.status not in INCOMPLETE_STATUSES or r.run_id in include_runs]
     kept = [r for r in all_runs if tag is None or tag in r.tags or r.run_id in include_runs]
     if last_runs is not None:
         extra = [r for r in kept[last_runs:] if r.run_id in include_runs]

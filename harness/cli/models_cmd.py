@@ -7,6 +7,7 @@ from typing import List
 
 import typer
 
+from ..errors import install_hint
 from .app import models_app
 from .common import EXIT_CONFIG, EXIT_MISSING, err, fail
 
@@ -26,8 +27,8 @@ def models_make(
     try:
         from ..models import make_model
     except ImportError as exc:
-        raise fail("bench models make needs torch and transformers (%s); install them with: "
-                    "pip install 'edge-vlm-bench[local]'" % exc, EXIT_MISSING) from None
+        raise fail("bench models make needs torch and transformers (%s); %s" % (exc, install_hint("local")),
+                   EXIT_MISSING) from None
     made = make_model(arch, preset, out, seed=seed)
     err.print("built %s (%s preset, %.1f M parameters, random weights) in %.1f s at %s"
               % (made.arch, made.preset, made.n_parameters / 1e6, made.seconds, made.path))
@@ -59,9 +60,8 @@ def models_quantize(
     try:
         results = quantize_variants(source, method, out)
     except ImportError as exc:
-        extra = "openvino" if any(m in NNCF_METHODS for m in method) else "local,eval"
-        raise fail("bench models quantize: %s; install it with: pip install 'edge-vlm-bench[%s]'" % (exc, extra),
-                    EXIT_MISSING) from None
+        extra = "openvino" if any(m in NNCF_METHODS for m in method) else "eval"
+        raise fail("bench models quantize: %s; %s" % (exc, install_hint(extra)), EXIT_MISSING) from None
     for result in results:
         what = "IR files compressed" if result.method in NNCF_METHODS else "modules quantized"
         err.print("%s: %s (%d %s, %.1f MB of weights from %.1f MB, %.1f s)"

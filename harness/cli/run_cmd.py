@@ -9,14 +9,17 @@ from typing import Dict, List, Optional
 
 import typer
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from .. import __version__
-from ..config.devices import load_devices
+from ..config.devices import load_devices, run_settings, settings_differences
 from ..config.suites import find_suite, list_suites
 from ..config.yaml_lines import ConfigError
-from ..plan import EngineMissing, ModelMissing, Paths, new_run_id, plan_run
-from ..store import RunRecord, StoreError
+from ..plan import Paths, new_run_id, plan_run
+from ..store import RunRecord
+from ..errors import install_hint
+from ..farm.run_guard import RunGuard
 from .app import app
 from .common import EXIT_CONFIG, EXIT_FAILED, EXIT_MISSING, err, fail, open_paths_store, summary_rows, transport_factory
 
@@ -29,14 +32,28 @@ def _progress_table(rows: Dict[str, object]) -> Table:
         rep = ""
         if progress.repetition is not None:
             rep = "%d/%s" % (progress.repetition + 1, progress.total or "?")
-        table.add_row(
+        # boards, engines and devices.yaml write these cells: shown, never read as rich markup
+        table.add_row(*(escape(str(cell)) for cell in (
             progress.device, progress.state, progress.workload, progress.variant, rep,
             "%.1f" % progress.last_ttft_ms if progress.last_ttft_ms is not None else "",
             "%.2f" % progress.last_decode_tps if progress.last_decode_tps is not None else "",
             str(progress.stored), str(progress.errors), progress.message,
-        )
+        )))
     return table
 
+
+def _same_settings(previous, chosen, inventory) -> None:
+    """A resumed run measures with the settings it started with: refuse a devices file that changed
+    them (runs recorded before settings were kept are resumed as before)."""
+    recorded = (previous.info or {}).get("device_settings") or {}
+    changed = ["%s: %s" % (device.name, "; ".join(diffs)) for device in chosen
+               for diffs in [settings_differences(recorded.get(device.name) or {}, device)] if diffs]
+    if changed:
+        raise ConfigError(
+            "run %s was started with other settings than %s now gives (%s); resume it with the devices file "
+            "it started with (%s) or start a new run" % (
+                previous.run_id, inventory.path, " | ".join(changed),
+                (previous.info or {}).get("devices_file", "?")))
 
 
 
@@ -62,46 +79,50 @@ def run(
 
     paths: Paths = ctx.obj
     store = open_paths_store(paths)
-    try:
-        inventory = load_devices(paths.devices_file)
-        if resume:
-            previous = store.get_run(resume)
-            suite_obj = find_suite(previous.suite, paths.suites_dir)
-            chosen = [inventory.get(name) for name in previous.devices]
-            run_id = previous.run_id
-        else:
-            if not suite:
-                known = ", ".join(sorted(list_suites(paths.suites_dir))) or "(none)"
-                raise ConfigError("give --suite NAME; suites in %s: %s" % (paths.suites_dir, known))
-            suite_obj = find_suite(suite, paths.suites_dir)
-            chosen = inventory.select(devices)
-            run_id = new_run_id()
-        plans = plan_run(suite_obj, chosen, inventory, paths, notify=lambda m: err.print(m, markup=False),
-                         run_id=run_id)
-        for plan in plans:
-            plan.wait_for_lease, plan.lease_wait_s = wait, wait_timeout
-    except (ConfigError, StoreError) as exc:
-        raise fail(str(exc), EXIT_CONFIG) from None
-    except (ModelMissing, EngineMissing) as exc:
-        raise fail(str(exc), EXIT_MISSING) from None
+    # ConfigError, StoreError (exit 2), ModelMissing, EngineMissing (exit 3) reach the app as they are
+    inventory = load_devices(paths.devices_file)
+    if resume:
+        previous = store.get_run(resume)
+        suite_obj = find_suite(previous.suite, paths.suites_dir)
+        chosen = [inventory.get(name) for name in previous.devices]
+        _same_settings(previous, chosen, inventory)
+        run_id = previous.run_id
+    else:
+        if not suite:
+            known = ", ".join(sorted(list_suites(paths.suites_dir))) or "(none)"
+            raise ConfigError("give --suite NAME; suites in %s: %s" % (paths.suites_dir, known))
+        suite_obj = find_suite(suite, paths.suites_dir)
+        chosen = inventory.select(devices)
+        run_id = new_run_id()
+    plans = plan_run(suite_obj, chosen, inventory, paths, notify=lambda m: err.print(m, markup=False),
+                     run_id=run_id)
+    for plan in plans:
+        plan.wait_for_lease, plan.lease_wait_s = wait, wait_timeout
     if not resume:
         store.create_run(RunRecord(
             run_id=run_id, created_at="", suite=suite_obj.name, devices=[p.device.name for p in plans],
             status="running", controller_commit=plans[0].spec.controller.get("git_commit", ""),
-            tags=list(tag), info={"suite_file": str(suite_obj.path), "controller_version": __version__},
+            tags=list(tag), info={"suite_file": str(suite_obj.path), "controller_version": __version__,
+                                  "devices_file": str(inventory.path),
+                                  "device_settings": {p.device.name: run_settings(p.device) for p in plans}},
         ))
+    # heartbeat, Ctrl-C -> interrupted (exit 130, with the resume command), any other early end -> failed
+    guard = RunGuard(store, run_id)
+    guard.start(resuming=bool(resume))
+    ctx.call_on_close(guard.close)
     session = None
     if suite_obj.config.accuracy is not None:
         try:
             from ..eval.suite import prepare
         except ImportError as exc:
-            raise fail("suite %s measures accuracy with lm-eval (%s); install it with: "
-                        "pip install 'edge-vlm-bench[eval]'" % (suite_obj.name, exc), EXIT_MISSING) from None
+            raise fail("suite %s measures accuracy with lm-eval (%s); %s"
+                       % (suite_obj.name, exc, install_hint("eval")), EXIT_MISSING) from None
         try:
             session = prepare(suite_obj, suite_obj.config.accuracy, plans)
         except (ValueError, ConfigError) as exc:
             raise fail(str(exc), EXIT_CONFIG) from None
-    err.print("run [bold]%s[/]: suite %s on %s" % (run_id, suite_obj.name, ", ".join(p.device.name for p in plans)))
+    err.print("run [bold]%s[/]: suite %s on %s" % (escape(run_id), escape(suite_obj.name),
+                                                   escape(", ".join(p.device.name for p in plans))))
 
     rows: Dict[str, object] = {}
     lock = threading.Lock()
@@ -126,7 +147,7 @@ def run(
         for item in accuracy_results:
             acc = item.get("accuracy")
             ci = (item.get("ci_low"), item.get("ci_high"))
-            acc_table.add_row(str(item.get("device")), str(item.get("variant")),
+            acc_table.add_row(escape(str(item.get("device"))), escape(str(item.get("variant"))),
                               "%.3f" % acc if acc is not None else "-",
                               "%.3f-%.3f" % ci if None not in ci else "-", str(item.get("n", "")))
         err.print(acc_table)
@@ -138,8 +159,8 @@ def run(
     for column in ("device", "state", "stored", "failed measurements", "error"):
         table.add_column(column, overflow="fold")
     for outcome in outcomes:
-        table.add_row(outcome.device, outcome.state, str(outcome.stored), str(outcome.errors),
-                      outcome.error or "")
+        table.add_row(escape(outcome.device), escape(outcome.state), str(outcome.stored), str(outcome.errors),
+                      escape(outcome.error or ""))
     err.print(table)
     failed_messages = sorted({r["error"] for r in records if r["status"] != "ok" and r.get("error")})
     for message in failed_messages[:10]:
@@ -156,7 +177,8 @@ def run(
                 item = index.get(key + (metric,))
                 return "%.2f" % item["median"] if item and item.get("median") is not None else "-"
             n = index.get(key + ("ttft_ms",), {}).get("n", 0)
-            stable.add_row(key[0], key[1], key[2], med("ttft_ms"), med("decode_tps"), med("e2e_ms"), str(n))
+            stable.add_row(escape(str(key[0])), escape(str(key[1])), escape(str(key[2])), med("ttft_ms"),
+                           med("decode_tps"), med("e2e_ms"), str(n))
         err.print(stable)
     err.print("report: bench report %s" % run_id)
     if json_out:

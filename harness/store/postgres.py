@@ -3,7 +3,7 @@
     store = PostgresStore("postgresql://bench@db.example:5432/bench")
 
 SQLAlchemy and psycopg are imported when a PostgreSQL URL is opened, so the controller installs
-and runs without them (``pip install 'edge-vlm-bench[postgres]'`` adds them).
+and runs without them (``bash scripts/setup-venv.sh local,postgres`` adds them).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
+from ..errors import install_hint
 from .base import BaseStore, StoreError
 
 # pg_advisory_xact_lock key: two controllers opening a fresh database migrate one after the other
@@ -60,7 +61,7 @@ class PostgresStore(BaseStore):
             import sqlalchemy
         except ImportError as exc:
             raise StoreError("a PostgreSQL store needs SQLAlchemy and psycopg (%s): "
-                             "pip install 'edge-vlm-bench[postgres]'" % exc) from None
+                             "%s" % (exc, install_hint("postgres"))) from None
         self.location = redact(url)
         self._text = sqlalchemy.text
         try:
@@ -69,8 +70,7 @@ class PostgresStore(BaseStore):
                 connect_args={"connect_timeout": max(1, int(connect_timeout_s))},
             )
         except ImportError as exc:  # the psycopg driver itself
-            raise StoreError("a PostgreSQL store needs psycopg (%s): pip install 'edge-vlm-bench[postgres]'"
-                             % exc) from None
+            raise StoreError("a PostgreSQL store needs psycopg (%s): %s" % (exc, install_hint("postgres"))) from None
         self._db_error = sqlalchemy.exc.OperationalError
         try:
             self._migrate()

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+pytest.importorskip("lm_eval", reason="accuracy tests need the [eval] extra: bash scripts/setup-venv.sh local,dev,eval")
+
 from harness.config.devices import load_devices
 from harness.eval.config import load_suite_with_accuracy
 from harness.eval.report import write_accuracy_report

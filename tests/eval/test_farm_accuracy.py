@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+
+pytest.importorskip("lm_eval", reason="accuracy tests need the [eval] extra: bash scripts/setup-venv.sh local,dev,eval")
 import yaml
 
 from harness.config.devices import load_devices

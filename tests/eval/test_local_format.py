@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytest.importorskip("lm_eval", reason="accuracy tests need the [eval] extra: bash scripts/setup-venv.sh local,dev,eval")
+
 from harness.eval.lm import BoardLM, PulledAnswers
 from harness.eval.requests import build_requests, load_task
 from harness.runner.protocol import Answer

@@ -15,6 +15,8 @@ from typing import Dict, List
 
 import pytest
 
+pytest.importorskip("lm_eval", reason="accuracy tests need the [eval] extra: bash scripts/setup-venv.sh local,dev,eval")
+
 from harness.runner.protocol import BackendSpec, ModelSpec
 
 from .helpers import subset_rows

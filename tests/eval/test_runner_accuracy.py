@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+pytest.importorskip("lm_eval", reason="accuracy tests need the [eval] extra: bash scripts/setup-venv.sh local,dev,eval")
+
 from harness.eval.board import ShipToBoard, read_answers
 from harness.eval.lm import BoardLM
 from harness.runner.execute import SpecRunner

@@ -17,6 +17,8 @@ from typing import Any, Dict, Iterator, List
 
 import pytest
 
+pytest.importorskip("lm_eval", reason="accuracy tests need the [eval] extra: bash scripts/setup-venv.sh local,dev,eval")
+
 from harness.eval.board import read_answers
 from harness.runner.execute import SpecRunner
 from harness.runner.journal import RESULTS, Journal

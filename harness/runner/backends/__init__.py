@@ -49,7 +49,8 @@ def install_hint(name: str) -> str:
     extra = _EXTRAS.get(name)
     if not extra:
         return ""
-    return "install it with: pip install 'edge-vlm-bench[%s]'" % extra
+    return ("install it (from a checkout of edge-VLM bench: pip install -e '.[%s]', "
+            "or the engine's own packages on a board)" % extra)
 
 
 def get_backend(name: str) -> Type[Backend]:
