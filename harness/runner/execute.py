@@ -12,11 +12,13 @@ from .accuracy import AccuracyJob
 from .backends import BackendError, get_backend, install_hint
 from .backends.base import Backend, BackendUnavailable, LoadInfo, ModelNotFound, UnsupportedWorkload
 from .clock import now_ns
+from .interference import interference, take_snapshot
 from .journal import INPUTS, Journal, read_completed_keys, RESULTS
 from .memory import peak_host_mb, reset_peak
 from .metrics import compute_metrics
 from .protocol import Event, Measurement, ModelSpec, RunSpec, WorkloadSpec
 from .provenance import machine_provenance, runner_hash
+from .stability import relative_ci_width
 from .telemetry import Sampler, build_sources, default_configs, throttle_flags
 from .workloads import WorkloadInputs, load_inputs
 
@@ -247,9 +249,16 @@ class SpecRunner:
         provenance: Dict[str, Any],
     ) -> None:
         gen = self.spec.generation
-        total = gen.warmup + gen.repetitions
+        total = gen.planned_total  # warm-up + repetitions, or + max_repetitions with until_stable
+        stable_samples: List[float] = []  # gen.stable_metric of this session's measured repetitions
         for repetition in range(total):
             key = (self.spec.run_id, self.spec.device, workload.name, model.variant, repetition)
+            if (repetition >= gen.warmup + gen.repetitions and gen.until_stable
+                    and relative_ci_width(stable_samples) <= gen.until_stable):
+                self.event("phase", "stable after %d measured repetitions: 95%% CI of the median %s within %.1f%%"
+                           % (repetition - gen.warmup, gen.stable_metric, 100 * gen.until_stable),
+                           workload=workload.name, variant=model.variant)
+                break
             if key in self.done:
                 continue
             warmup = repetition < gen.warmup
@@ -258,6 +267,7 @@ class SpecRunner:
             started_at = _iso_now()
             before = self.sampler.snapshot() if self.sampler is not None else {}
             was_reset = reset_peak()
+            proc_before = take_snapshot()  # what else runs on the machine (interference.py)
             try:
                 raw = backend.run(inputs, gen)
             except BackendError as exc:
@@ -279,7 +289,10 @@ class SpecRunner:
                 self.event("error", message, workload=workload.name, variant=model.variant,
                            repetition=repetition)
                 continue
+            machine_load = interference(proc_before, take_snapshot())
             metrics, itl, warnings = compute_metrics(raw)
+            if not warmup and metrics.get(gen.stable_metric) is not None:
+                stable_samples.append(float(metrics[gen.stable_metric]))
             peak_mb, peak_source = peak_host_mb(was_reset)
             metrics["peak_host_mb"] = peak_mb
             sources = {"peak_host_mb": peak_source}
@@ -304,7 +317,7 @@ class SpecRunner:
                 metric_sources=sources,
                 telemetry=telemetry,
                 engine=raw.engine,
-                provenance=provenance,
+                provenance=dict(provenance, interference=machine_load),
                 input_sha256=inputs.input_sha256,
                 output_text=raw.output_text,
                 warnings=warnings + raw.warnings,
@@ -314,5 +327,6 @@ class SpecRunner:
                 "repetition_done", workload=workload.name, variant=model.variant,
                 repetition=repetition,
                 data={"warmup": warmup, "total": total, "ttft_ms": metrics["ttft_ms"],
-                      "decode_tps": metrics["decode_tps"], "e2e_ms": metrics["e2e_ms"]},
+                      "decode_tps": metrics["decode_tps"], "e2e_ms": metrics["e2e_ms"],
+                      "disturbed": bool(machine_load.get("disturbed"))},
             )

@@ -49,6 +49,8 @@ def provenance_context(record: Mapping[str, Any]) -> Dict[str, Any]:
     """The record's provenance plus the two things that explain a change but live elsewhere in the
     record: the backend name and the power mode read just before the repetition (telemetry)."""
     context = dict(record.get("provenance") or {})
+    # what else ran on the machine differs every repetition: machine state, not configuration
+    context.pop("interference", None)
     context["backend"] = record.get("backend", "")
     before = (record.get("telemetry") or {}).get("before") or {}
     power_mode = before.get("power_mode") if isinstance(before, dict) else None
