@@ -22,28 +22,48 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-_NUM = r"([0-9]+(?:\.[0-9]*)?)"
-ENCODE_RE = re.compile(r"image\s*encode\s*time\s*[:=]?\s*" + _NUM + r"\s*ms(?:\s*,?\s*size\s*[:=]?\s*(\d+))?",
-                       re.IGNORECASE)
-TTFT_RE = re.compile(r"\bttft\s*[:=]?\s*" + _NUM + r"\s*ms", re.IGNORECASE)
+# Every pattern is linear: ASCII [0-9], no two adjacent repeats that can match the same characters
+# ("\s*[:=]?\s*" made a run of spaces quadratic), nothing spans lines unless it must, and a word-ish
+# start cannot begin inside a word. Figures are bounded (a 400-digit "ttft" is not a time).
+_NUM = r"([0-9]{1,12}(?:\.[0-9]{0,12})?)"
+_SEP = r"[ \t]*(?:[:=][ \t]*)?"  # optional ":" or "=" between a name and its figure
+ENCODE_RE = re.compile(r"image[ \t]*encode[ \t]*time" + _SEP + _NUM + r"[ \t]*ms(?:[ \t]*,?[ \t]*size" + _SEP
+                       + r"([0-9]{1,15}))?", re.IGNORECASE)
+TTFT_RE = re.compile(r"\bttft" + _SEP + _NUM + r"[ \t]*ms", re.IGNORECASE)
 # the end-of-generation line; builds stopping at a token limit print the same words
-EOS_RE = re.compile(r"hit\s*eos\s*,?\s*(?:avg\s*" + _NUM + r"\s*token\s*/\s*s)?", re.IGNORECASE)
-INPUT_RE = re.compile(r"input\s*token\s*num\s*[:=]?\s*(\d+)(?:\s*,?\s*prefill_split_num\s*[:=]?\s*(\d+))?",
-                      re.IGNORECASE)
+EOS_RE = re.compile(r"hit[ \t]*eos(?:[ \t]*,)?(?:[ \t]*avg[ \t]*" + _NUM + r"[ \t]*token[ \t]*/[ \t]*s)?", re.IGNORECASE)
+INPUT_RE = re.compile(r"input[ \t]*token[ \t]*num" + _SEP + r"([0-9]{1,9})(?:[ \t]*,?[ \t]*prefill_split_num" + _SEP
+                      + r"([0-9]{1,9}))?", re.IGNORECASE)
 # one prefill chunk: "[I][ Run][ 659]: input_num_token:128" (the whole message; SetKVCache's
 # "... precompute_len:0 input_num_token:20" line is the prompt total, not a chunk), or in axllm
-# builds with the new logger "INF Run:858 | prefill chunk p=0 history_len=0 ... input_tokens=20"
-CHUNK_RE = re.compile(r"(?:^|\]:|\|)[ \t]*input_num_token\s*[:=]?\s*(\d+)[ \t]*$", re.IGNORECASE | re.MULTILINE)
-PREFILL_CHUNK_RE = re.compile(r"prefill\s+chunk\s+p\s*=\s*\d+\b[^\n]*?\binput_tokens\s*=\s*(\d+)", re.IGNORECASE)
-REMAIN_CMM_RE = re.compile(r"remain_cmm\s*\(\s*(-?\d+)\s*MB\s*\)", re.IGNORECASE)
+# builds with the new logger "INF Run:858 | prefill chunk p=0 history_len=0 ... input_tokens=20".
+# Read line by line ("\r\n" and "\r" end lines too: CRLF logs keep their chunks).
+CHUNK_RE = re.compile(r"(?:\]:|\|)[ \t]*input_num_token" + _SEP + r"([0-9]{1,9})[ \t]*$", re.IGNORECASE)
+CHUNK_ALONE_RE = re.compile(r"[ \t]*input_num_token" + _SEP + r"([0-9]{1,9})[ \t]*$", re.IGNORECASE)
+PREFILL_CHUNK_START_RE = re.compile(r"prefill[ \t]+chunk[ \t]+p[ \t]*=[ \t]*[0-9]", re.IGNORECASE)
+PREFILL_CHUNK_TOKENS_RE = re.compile(r"\binput_tokens[ \t]*=[ \t]*([0-9]{1,9})", re.IGNORECASE)
+REMAIN_CMM_RE = re.compile(r"remain_cmm[ \t]*\([ \t]*(-?[0-9]{1,9})[ \t]*MB[ \t]*\)", re.IGNORECASE)
+# AXCL builds print, after init, the CMM left on each card - the authoritative figure (the
+# "remain_cmm(N MB)" inside the "\r"-overwritten progress bar can be stale or garbled):
+#   ________________________
+#   |    ID| remain cmm(MB)|
+#   ========================
+#   |     0|           2286|
+CMM_TABLE_HEADER_RE = re.compile(r"\|[ \t]*ID[ \t]*\|[ \t]*remain[ \t]*cmm[ \t]*\(MB\)[ \t]*\|", re.IGNORECASE)
+CMM_TABLE_ROW_RE = re.compile(r"[ \t]*\|[ \t]*([0-9]{1,6})[ \t]*\|[ \t]*(-?[0-9]{1,9})[ \t]*\|")
 # error lines: "[E][ Func][ 123]: ..." (sample_log.h macros, ANSI-coloured on a terminal), or
 # "HH:MM:SS.mmm ERR Func:123 | ..." (ax-llm's logger.cpp: tags ERR, CRT, ALT, EMG above warnings)
-ERROR_LINE_RE = re.compile(r"^\s*(?:\[E\]|(?:\d{2}:\d{2}:\d{2}(?:\.\d+)?\s+)?(?:ERR|CRT|ALT|EMG)\s+\S+:\d+\s+\|)")
+ERROR_LINE_RE = re.compile(r"[ \t]*(?:\[E\]|(?:[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?[ \t]+)?(?:ERR|CRT|ALT|EMG)[ \t]+"
+                           r"[^\s:|]+:[0-9]+[ \t]+\|)")
 # ANSI colour / cursor sequences (CSI ... final byte) that both loggers wrap lines in on a terminal
 ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
-# /proc/ax_proc/mem_cmm_info summary line: it starts its line; a block's name="..." may hold any text
-CMM_INFO_RE = re.compile(r"^\s*total\s*size\s*=\s*(\d+)\s*KB.*?\bused\s*=\s*(\d+)\s*KB.*?\bremain\s*=\s*(\d+)\s*KB",
-                         re.IGNORECASE | re.MULTILINE)
+#: a log line longer than this is cut before the line-wise patterns look at it (real ones are < 300)
+MAX_LOG_LINE_CHARS = 4096
+
+
+def _lines(text: str) -> List[str]:
+    """The text's lines, "\n", "\r\n" and "\r" all ending one, each cut to MAX_LOG_LINE_CHARS."""
+    return [ln[:MAX_LOG_LINE_CHARS] for ln in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
 
 
 @dataclass
@@ -56,10 +76,12 @@ class CmmUsage:
 def parse_cmm_info(text: str) -> Optional[CmmUsage]:
     """The summary line of /proc/ax_proc/mem_cmm_info, e.g.
     ``total size=3145728KB(3072MB),used=18876KB(18MB + 444KB),remain=3126852KB(3053MB + 580KB),...``"""
-    matches = list(CMM_INFO_RE.finditer(text or ""))
-    if not matches:
+    from ..telemetry.ax650n import parse_cmm_summary  # one linear reader of that file for both users
+
+    summary = parse_cmm_summary(text or "")
+    if summary is None:
         return None
-    total, used, remain = (int(g) / 1024.0 for g in matches[-1].groups())
+    total, used, remain = summary
     return CmmUsage(total, used, remain)
 
 
@@ -70,17 +92,56 @@ def strip_ansi(text: str) -> str:
 
 def error_lines(text: str) -> List[str]:
     """The engine's error lines, colours removed."""
-    return [ln.strip() for ln in strip_ansi(text).splitlines() if ERROR_LINE_RE.match(ln)]
+    return [ln.strip() for ln in _lines(strip_ansi(text)) if ERROR_LINE_RE.match(ln)]
+
+
+def parse_cmm_table(text: str) -> Optional[Dict[int, Optional[int]]]:
+    """The AXCL init table ``| ID| remain cmm(MB)|``: {device id: MB left, None where it reads -1
+    (the card's CMM is not visible from the host)}; the last table printed wins; None without one."""
+    table: Optional[Dict[int, Optional[int]]] = None
+    current: Optional[Dict[int, Optional[int]]] = None
+    for line in _lines(text):
+        if CMM_TABLE_HEADER_RE.search(line):
+            current = {}
+            table = current
+            continue
+        if current is None:
+            continue
+        row = CMM_TABLE_ROW_RE.match(line)
+        if row:
+            mb = int(row.group(2))
+            current[int(row.group(1))] = mb if mb >= 0 else None
+        elif line.strip().strip("=_-\u00af") == "" and not current:
+            continue  # the rules above the first row ("=====")
+        else:
+            current = None  # the table ended
+    return table
 
 
 def parse_init(text: str) -> Dict[str, Any]:
-    """What the binary says while loading: the CMM left after each stage, and error lines."""
+    """What the binary says while loading: the CMM left after init, and error lines.
+
+    AXCL builds (a card in a host) print a ``| ID| remain cmm(MB)|`` table after init: that is the
+    figure. The ``remain_cmm(N MB)`` inside the progress bar is rewritten in place with ``\r`` and
+    can be stale or garbled (``remain_cmm(3220 MB)545 MB))``), so it is used only when there is no
+    table (board builds), and a -1 (not visible from the host) is never a measurement."""
     remains = [int(m.group(1)) for m in REMAIN_CMM_RE.finditer(text)]
     info: Dict[str, Any] = {}
-    if remains:
-        # -1 is what AXCL (PCIe card) builds print: the host cannot see the card's CMM
+    table = parse_cmm_table(text)
+    if table:
+        first = sorted(table)[0]
+        info["remain_cmm_mb_after_init"] = table[first]
+        info["remain_cmm_mb_by_device"] = {str(dev): mb for dev, mb in sorted(table.items())}
+        info["remain_cmm_source"] = "AXCL init table '| ID| remain cmm(MB)|' (device %d)" % first
+        if table[first] is None:
+            info["remain_cmm_note"] = "the table reads -1: the card's CMM is not visible from the host (not measured)"
+    elif remains:
         info["remain_cmm_mb_after_init"] = remains[-1] if remains[-1] >= 0 else None
-        info["remain_cmm_mb_reported"] = remains
+        info["remain_cmm_source"] = "last remain_cmm(N MB) in the init progress lines"
+        if remains[-1] < 0:
+            info["remain_cmm_note"] = "remain_cmm(-1 MB): not visible from the host (not measured)"
+    if remains:
+        info["remain_cmm_mb_reported"] = remains[-20:]
     errors = error_lines(text)
     if errors:
         info["error_lines"] = errors[-10:]
@@ -180,9 +241,7 @@ def parse_run(chunks: Sequence[Chunk]) -> ParsedRun:
     ttft = TTFT_RE.search(text)
     if ttft is None:
         return run
-    before = text[:ttft.start()]
-    run.prefill_chunks = ([int(m.group(1)) for m in PREFILL_CHUNK_RE.finditer(before)]
-                          or [int(m.group(1)) for m in CHUNK_RE.finditer(strip_ansi(before))])
+    run.prefill_chunks = prefill_chunks(text[:ttft.start()])
     run.engine_ttft_ms = float(ttft.group(1))
     ttft_end = line.line_end(ttft.start())
     run.t_ttft_line = line.time_at(ttft_end)
@@ -200,8 +259,10 @@ def parse_run(chunks: Sequence[Chunk]) -> ParsedRun:
         gen_end = text.rfind("\n", ttft_end, eos.start()) + 1
         if gen_end <= ttft_end:
             gen_end = eos.start()
-        # the binary prints "\n\n" after the last token: not a token
-        if text.endswith("\n\n", ttft_end + 1, gen_end):
+        # the binary prints "\n\n" after the last token: not a token ("\r\n\r\n" in a CRLF log)
+        if text.endswith("\r\n\r\n", ttft_end + 1, gen_end):
+            gen_end -= 4
+        elif text.endswith("\n\n", ttft_end + 1, gen_end):
             gen_end -= 2
     # a coloured log line's reset code ("\x1b[0m") can arrive after its newline, with the first
     # token: colour codes are not answer text (a write that held only codes is dropped)
@@ -209,6 +270,21 @@ def parse_run(chunks: Sequence[Chunk]) -> ParsedRun:
     run.writes = [(t, piece) for t, piece in run.writes if piece]
     run.text = "".join(piece for _, piece in run.writes)
     return run
+
+
+def prefill_chunks(before: str) -> List[int]:
+    """The prefill chunk sizes logged before the ttft line, in order: the new logger's
+    ``prefill chunk p=N ... input_tokens=M`` lines, else the old ``input_num_token:M`` lines."""
+    lines = _lines(strip_ansi(before))
+    chunks = []
+    for line in lines:
+        if PREFILL_CHUNK_START_RE.search(line):
+            m = PREFILL_CHUNK_TOKENS_RE.search(line)
+            if m:
+                chunks.append(int(m.group(1)))
+    if chunks:
+        return chunks
+    return [int(m.group(1)) for m in (CHUNK_RE.search(line) or CHUNK_ALONE_RE.match(line) for line in lines) if m]
 
 
 def implied_token_count(rate_tps: Optional[float], t_first_ns: Optional[int], t_end_ns: Optional[int]) -> Optional[int]:

@@ -60,7 +60,6 @@ import socket
 import tempfile
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..clock import now_ns
 from ..protocol import GenerationSpec, ModelSpec
 from ..workloads import WorkloadInputs
 from . import register_backend
@@ -77,6 +76,7 @@ from ._axllm_parse import (
     parse_run,
 )
 from .base import (
+    Announcer,
     MARKER_NAME,
     Backend,
     BackendError,
@@ -93,7 +93,7 @@ _TTFT_DEFINITIONS = ("after_encode", "end_to_end")
 _TOKEN_STREAMS = ("per_token", "none")
 _READY_RE = re.compile(r"prompt\s*>>")
 _IMAGE_PROMPT_RE = re.compile(r"image\s*>>")
-_ERROR_LINE_RE = re.compile(r"^\s*\[E\]", re.MULTILINE)
+_ERROR_LINE_RE = re.compile(r"^[ \t]*\[E\]", re.MULTILINE)  # [ \t], not \s: "\n" runs made it quadratic
 _INIT_OK_RE = re.compile(r"init\s*ok", re.IGNORECASE)
 _EMBED_ARG_RE = re.compile(r"--tokens_embed_size[\s=]+(\d+)")
 _MODEL_SUFFIXES = (".axmodel", ".bin")
@@ -413,6 +413,7 @@ class AxllmBackend(Backend):
         timeout_s: float,
         on_phase: Optional[PhaseCallback] = None,
         settle_s: float = 0.0,
+        announce: Optional[Announcer] = None,
     ) -> "Tuple[int, int, List[Chunk], List[str]]":
         """One prompt + media exchange: (t_start, "image >>" arrival, every output chunk up to the
         next prompt, warnings). With ``settle_s`` the output must also stay quiet that long after
@@ -428,9 +429,10 @@ class AxllmBackend(Backend):
         except ProcessExited as exc:
             raise BackendError("axllm backend: %s stopped between queries (%s); its last output:\n%s"
                                % (self._argv[0], exc, proc.tail())) from exc
-        if on_phase is not None:
-            on_phase("preprocess")
-        t_start = now_ns()
+        announce = announce if announce is not None else Announcer(on_phase)
+        proc.stamp = announce.now  # every chunk's arrival: a reading of the runner's clock
+        announce.start()
+        t_start = announce.t_start
         try:
             proc.send_line(line)
             asked = proc.read_until(lambda text: bool(_IMAGE_PROMPT_RE.search(text)), 60.0)
@@ -462,14 +464,17 @@ class AxllmBackend(Backend):
         inputs: WorkloadInputs,
         generation: GenerationSpec,
         on_phase: Optional[PhaseCallback] = None,
+        announce: Optional[Announcer] = None,
     ) -> RawTiming:
         proc = self._live(inputs, "run")
         cmm_before, _ = self._cmm()
-        t_start, t_asked, chunks, warnings = self._query(proc, inputs, inputs.prompt, generation.timeout_s, on_phase)
+        announce = announce if announce is not None else Announcer(on_phase)
+        t_start, t_asked, chunks, warnings = self._query(proc, inputs, inputs.prompt, generation.timeout_s,
+                                                         announce=announce)
         cmm_after, cmm_source = self._cmm()
         parsed = parse_run(chunks)
         return self._timing(inputs, generation, parsed, t_start, t_asked, cmm_before, cmm_after, cmm_source,
-                            warnings, chunks)
+                            warnings, chunks, announce)
 
     def answer(self, inputs: WorkloadInputs, prompt: str, max_new_tokens: int) -> str:
         """Greedy answer to one accuracy request (the post_config run() uses), ending at EOS.
@@ -505,8 +510,9 @@ class AxllmBackend(Backend):
         cmm_source: str,
         warnings: List[str],
         chunks: List[Chunk],
+        announce: Announcer,
     ) -> RawTiming:
-        """Everything derived after the clock stopped."""
+        """Everything derived after the clock stopped; boundaries announced at their lines' arrival."""
         if run.t_ttft_line is None:
             raise self._no_first_token(run, chunks)
         ms = 1e6
@@ -518,9 +524,13 @@ class AxllmBackend(Backend):
         if run.encode_ms is not None:
             engine["image_encode_ms"] = run.encode_ms
             engine["image_encode_size"] = run.encode_size
+        else:  # newer `axllm run` builds print no encode line: not reported, never invented
+            engine["image_encode_ms"] = None
+            engine["image_encode"] = "not reported by this build (no 'image encode time' line)"
         if self.ttft_definition == "after_encode":
-            # this build's ttft timer starts after the image encoder: add it back
-            engine["ttft_end_to_end_ms"] = (run.engine_ttft_ms or 0.0) + (run.encode_ms or 0.0)
+            # this build's ttft timer starts after the image encoder: add it back (unknown without it)
+            engine["ttft_end_to_end_ms"] = (None if run.engine_ttft_ms is None or run.encode_ms is None
+                                            else run.engine_ttft_ms + run.encode_ms)
         else:
             engine["ttft_end_to_end_ms"] = run.engine_ttft_ms
         if run.n_input_tokens is not None:
@@ -602,14 +612,16 @@ class AxllmBackend(Backend):
             engine["cmm_used_mb_after"] = round(cmm_after.used_mb, 3)
         else:
             peak, source = None, "none: %s" % cmm_source
-        return RawTiming(
-            t_start=t_start,
-            t_preprocess_end=None,
-            t_vision_start=None,
-            t_vision_end=run.t_encode_line,
-            token_times=token_times,
-            t_first_token=None if per_token else run.t_ttft_line,
-            t_last_token=None if per_token else observed_end,
+        if run.t_encode_line is not None:
+            announce.phase_end("vision_encode", at=run.t_encode_line)
+        if per_token:
+            for arrival in token_times:
+                announce.token(at=arrival)
+        else:
+            announce.output(at=run.t_ttft_line)
+            if observed_end is not None:
+                announce.output(at=observed_end)
+        return announce.timing(
             n_input_tokens=run.n_input_tokens,
             n_visual_tokens=n_visual,
             n_output_tokens=n_output,
