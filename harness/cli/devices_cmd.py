@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import sys
 
+from typing import Optional
+
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..config.devices import load_devices
-from ..config.yaml_lines import ConfigError
 from ..plan import Paths
 from .app import devices_app
 from .common import EXIT_CONFIG, EXIT_FAILED, err, fail, inventory_of, known_hosts_path, one_device, transport_factory
@@ -20,17 +22,15 @@ from .common import EXIT_CONFIG, EXIT_FAILED, err, fail, inventory_of, known_hos
 def devices_list(ctx: typer.Context) -> None:
     """The devices in devices.yaml."""
     paths: Paths = ctx.obj
-    try:
-        inventory = load_devices(paths.devices_file)
-    except ConfigError as exc:
-        raise fail(str(exc), EXIT_CONFIG) from None
+    inventory = load_devices(paths.devices_file)
     table = Table()
     for column in ("name", "type", "transport", "host", "backend", "variants", "tags"):
         table.add_column(column, overflow="fold")
     for d in inventory.devices:
         host = "" if d.transport == "local" else ("%s:%d" % (d.host, d.port) if d.host else "(not set)")
-        table.add_row(d.name, d.type, d.transport, host, d.backend, ", ".join(m.variant for m in d.models),
-                      ", ".join(d.tags))
+        # devices.yaml is not ours: its text is shown, never read as rich markup
+        table.add_row(*(escape(cell) for cell in (d.name, d.type, d.transport, host, d.backend,
+                                                  ", ".join(m.variant for m in d.models), ", ".join(d.tags))))
     Console().print(table)
 
 
@@ -53,10 +53,7 @@ def devices_check(
 
     paths: Paths = ctx.obj
     inventory = inventory_of(paths)
-    try:
-        chosen = inventory.select(devices)
-    except ConfigError as exc:
-        raise fail(str(exc), EXIT_CONFIG) from None
+    chosen = inventory.select(devices)
     make = transport_factory(paths, inventory)
 
     def check(device):
@@ -88,10 +85,12 @@ def devices_check(
         for r in reports:
             engines = ", ".join(sorted(name for name, m in (r.get("modules") or {}).items()
                                        if isinstance(m, dict) and m.get("ok")))
-            table.add_row(r["device"], "yes" if r.get("ok") else "NO", str(r.get("python_version") or ""),
-                          str(r.get("arch") or ""), str(r.get("disk_free_mb") or ""),
-                          str(r.get("mem_available_mb") or ""), engines,
-                          str(r.get("power_mode") or r.get("governor") or ""), "; ".join(r.get("errors") or []))
+            # every cell but "ok" is the board's or devices.yaml's text: shown, never read as markup
+            table.add_row(*(escape(cell) for cell in (
+                r["device"], "yes" if r.get("ok") else "NO", str(r.get("python_version") or ""),
+                str(r.get("arch") or ""), str(r.get("disk_free_mb") or ""),
+                str(r.get("mem_available_mb") or ""), engines,
+                str(r.get("power_mode") or r.get("governor") or ""), "; ".join(map(str, r.get("errors") or [])))))
         Console().print(table)
     if not all(r.get("ok") for r in reports):
         raise typer.Exit(EXIT_FAILED)
@@ -102,22 +101,50 @@ def devices_trust(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="Device name."),
     replace: bool = typer.Option(False, "--replace", help="Replace a different key on record (reinstalled board)."),
+    expect: Optional[str] = typer.Option(None, "--expect", metavar="SHA256:...",
+                                         help="Record the key only if its fingerprint is this one (scripts)."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Record the key without asking (scripts)."),
 ) -> None:
-    """Show the board's host key fingerprint and record it in the project's known_hosts."""
-    from ..farm.known_hosts import HostKeyError, trust
+    """Show the board's host key fingerprint, ask, and record it in the project's known_hosts."""
+    from ..farm.known_hosts import trust
 
     paths: Paths = ctx.obj
     inventory, device = one_device(paths, name)
     if device.transport != "ssh" or not device.host:
         raise fail("device %r has no SSH host to trust (%s)" % (name, inventory.where(name)), EXIT_CONFIG)
+    if expect is not None and not expect.startswith("SHA256:"):
+        raise fail("--expect takes a fingerprint as ssh-keygen -lf prints it (SHA256:...), not %r" % expect,
+                   EXIT_CONFIG)
     path = known_hosts_path(paths, inventory)
-    try:
-        fingerprint, added = trust(name, device.host, device.port, path=path,
-                                   timeout=device.timeouts.connect_s, replace=replace)
-    except (HostKeyError, OSError) as exc:
-        raise fail(str(exc), EXIT_FAILED) from None
-    err.print("%s (%s:%d) presents %s; %s %s" % (name, device.host, device.port, fingerprint,
-                                                 "recorded in" if added else "already in", path))
+    where = "%s (%s:%d)" % (name, device.host, device.port)
+
+    def approve(key_type: str, fingerprint: str) -> bool:
+        """Before anything is written: the fingerprint is shown, then compared or confirmed."""
+        err.print("%s presents %s key %s" % (where, key_type, fingerprint), markup=False, highlight=False)
+        if expect is not None:
+            if fingerprint != expect:
+                raise fail("%s presents %s, not the expected %s; nothing recorded in %s"
+                           % (where, fingerprint, expect, path), EXIT_FAILED)
+            return True
+        if yes:
+            return True
+        if sys.stdin is None or sys.stdin.closed:
+            raise fail(_NO_STDIN % (where, path), EXIT_CONFIG)
+        try:
+            return typer.confirm("Compare it with `ssh-keygen -lf /etc/ssh/ssh_host_%s_key.pub` on the board. "
+                                 "Record it in %s?" % (key_type.replace("ssh-", "").split("-")[0], path), default=False,
+                                 err=True)
+        except typer.Abort:  # end of input: nobody is there to answer
+            raise fail(_NO_STDIN % (where, path), EXIT_CONFIG) from None
+
+    fingerprint, added = trust(name, device.host, device.port, path=path, timeout=device.timeouts.connect_s,
+                               replace=replace, approve=approve)  # HostKeyError: exit 1
+    err.print("%s presents %s; %s %s" % (where, fingerprint, "recorded in" if added else "already in", path),
+              markup=False, highlight=False)
+
+
+_NO_STDIN = ("%s: no answer on stdin to confirm its host key; nothing recorded in %s. In a script pass "
+             "--expect SHA256:... (the board's `ssh-keygen -lf` output) or --yes")
 
 
 @devices_app.command("lock")
@@ -128,17 +155,15 @@ def devices_lock(
     wait: bool = typer.Option(False, "--wait"),
 ) -> None:
     """Take a board's lease by hand (maintenance); it expires after --ttl."""
-    from ..farm.lease import LeaseError, LeaseOwner, acquire
+    from ..farm.lease import LeaseOwner, acquire
     from ..plan import device_workdir
 
     paths: Paths = ctx.obj
     inventory, device = one_device(paths, name)
     transport = transport_factory(paths, inventory)(device)
-    try:
+    try:  # LeaseError: exit 1
         lease = acquire(transport, transport.expand(device_workdir(device)), LeaseOwner.current("manual-lock"),
                         ttl_s=ttl, wait=wait)
-    except LeaseError as exc:
-        raise fail(str(exc), EXIT_FAILED) from None
     finally:
         transport.close()
     err.print("locked %s until %s (epoch s, board clock)" % (name, int(lease.info.expires_at)))
@@ -170,4 +195,4 @@ def devices_unlock(
         force_unlock(transport, workdir)
     finally:
         transport.close()
-    err.print("unlocked %s (was held by %s)" % (name, holder.holder()))
+    err.print("unlocked %s (was held by %s)" % (name, holder.holder()), markup=False, highlight=False)

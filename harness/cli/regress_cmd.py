@@ -9,9 +9,8 @@ from typing import List, Optional
 import typer
 
 from ..plan import Paths
-from ..store import StoreError
 from .app import app
-from .common import EXIT_CONFIG, EXIT_MISSING, err, fail, open_paths_store
+from .common import EXIT_CONFIG, err, fail, open_paths_store
 
 
 @app.command()
@@ -33,8 +32,7 @@ def regress(
     show_all: bool = typer.Option(False, "--all", help="Also list unchanged series."),
 ) -> None:
     """Compare the latest runs with a baseline; exit 1 on a confirmed regression."""
-    from ..analysis.history import StepDetectorMissing
-    from ..analysis.regress import RegressError, suite_thresholds
+    from ..analysis.regress import suite_thresholds
     from ..analysis.regress import regress as run_regress
     from ..analysis.regress_output import emit
     from ..eval.store import FILE_NAME as ACCURACY_FILE
@@ -61,11 +59,7 @@ def regress(
             devices=[d.strip() for d in devices.split(",")] if devices else None, tag=tag,
             min_persist=min_persist, window=window, accuracy_samples=accuracy_samples,
         )
-    except (RegressError, StoreError) as exc:
-        raise fail(str(exc), EXIT_CONFIG) from None
-    except StepDetectorMissing as exc:
-        raise fail(str(exc), EXIT_MISSING) from None
-    finally:
+    finally:  # RegressError, StoreError (exit 2), StepDetectorMissing (exit 3) reach the app as they are
         if accuracy_store is not None:
             accuracy_store.close()
     code = emit(result, err, json_stdout=sys.stdout if json_out else None, markdown=markdown, junit=junit,

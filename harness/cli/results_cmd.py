@@ -9,9 +9,9 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from ..store import StoreError
 from .app import results_app
 from .common import EXIT_CONFIG, fail, open_paths_store, summary_rows
 
@@ -24,8 +24,10 @@ def results_list(ctx: typer.Context, limit: int = typer.Option(20, "--limit")) -
     for column in ("run", "created", "suite", "devices", "status", "measurements", "tags"):
         table.add_column(column, overflow="fold")
     for run_record in store.list_runs(limit=limit):
-        table.add_row(run_record.run_id, run_record.created_at, run_record.suite, ", ".join(run_record.devices),
-                      run_record.status, str(store.count(run_record.run_id)), ", ".join(run_record.tags))
+        # tags and names come from users and devices files: shown, never read as rich markup
+        table.add_row(*(escape(cell) for cell in (
+            run_record.run_id, run_record.created_at, run_record.suite, ", ".join(run_record.devices),
+            run_record.status, str(store.count(run_record.run_id)), ", ".join(run_record.tags))))
     Console().print(table)
 
 
@@ -33,10 +35,7 @@ def results_list(ctx: typer.Context, limit: int = typer.Option(20, "--limit")) -
 def results_show(ctx: typer.Context, run_id: str = typer.Argument("latest")) -> None:
     """A run's summary as JSON."""
     store = open_paths_store(ctx.obj)
-    try:
-        record = store.get_run(run_id)
-    except StoreError as exc:
-        raise fail(str(exc), EXIT_CONFIG) from None
+    record = store.get_run(run_id)
     payload = {"run": record.as_dict(), "summary": summary_rows(store.measurements(record.run_id))}
     sys.stdout.write(json.dumps(payload, indent=1, sort_keys=True) + "\n")
 
@@ -54,10 +53,7 @@ def results_export(
     if format not in ("csv", "parquet", "json"):
         raise fail("unknown format %r; use csv, parquet or json" % format, EXIT_CONFIG)
     store = open_paths_store(ctx.obj)
-    try:
-        rid = store.get_run(run_id).run_id if run_id else None
-    except StoreError as exc:
-        raise fail(str(exc), EXIT_CONFIG) from None
+    rid = store.get_run(run_id).run_id if run_id else None
     records = store.measurements(rid)
     if format == "json":
         text = json.dumps(records, indent=1, sort_keys=True) + "\n"

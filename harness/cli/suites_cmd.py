@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .. import __version__
@@ -24,11 +25,13 @@ def suites_list(ctx: typer.Context) -> None:
         try:
             suite = find_suite(name, paths.suites_dir)
         except ConfigError as exc:
-            table.add_row(name, "-", "-", "-", "-", "invalid: %s" % exc)
+            table.add_row(escape(name), "-", "-", "-", "-", escape("invalid: %s" % exc))
             continue
         gen = suite.config.generation
-        table.add_row(name, ", ".join(w.name for w in suite.config.workloads), str(gen.output_tokens),
-                      str(gen.warmup), str(gen.repetitions), suite.config.description)
+        # a suite file's text is shown, never read as rich markup
+        table.add_row(*(escape(cell) for cell in (
+            name, ", ".join(w.name for w in suite.config.workloads), str(gen.output_tokens),
+            str(gen.warmup), str(gen.repetitions), suite.config.description)))
     Console().print(table)
 
 

@@ -90,6 +90,20 @@ class DeviceConfig(_Strict):
                     )
         return data
 
+    @field_validator("workdir")
+    @classmethod
+    def _workdir_confined(cls, workdir: str) -> str:
+        # the runner, runs/ and the board's lease are written under the workdir (as root on some
+        # boards): it must name one directory, never climb out of the one it names
+        if not workdir.strip() or any(ch in workdir for ch in "\x00\n\r"):
+            raise ValueError("give a directory path on one line")
+        if ".." in workdir.replace("\\", "/").split("/"):
+            raise ValueError(
+                "'..' is refused: the runner, runs/ and the lease file are written under the workdir, "
+                "and '..' would put them outside the directory it names; give that directory itself"
+            )
+        return workdir
+
     @field_validator("tags")
     @classmethod
     def _tags_safe(cls, tags: List[str]) -> List[str]:
@@ -198,6 +212,29 @@ class Inventory:
                 if device not in chosen:
                     chosen.append(device)
         return chosen
+
+
+# What a device's measurements depend on: a resumed run must measure with the same settings.
+# (Timeouts, tags, prices and the description may change between the start and a resume.)
+RUN_SETTINGS = ("type", "transport", "host", "port", "user", "python", "workdir", "backend",
+                "backend_options", "models", "telemetry", "telemetry_rate_hz", "idle_s", "expect")
+
+
+def run_settings(device: DeviceConfig) -> Dict[str, Any]:
+    """The settings of ``device`` a run records, as plain JSON values."""
+    return device.model_dump(mode="json", include=set(RUN_SETTINGS))
+
+
+def settings_differences(recorded: Dict[str, Any], device: DeviceConfig) -> List[str]:
+    """'field: recorded -> now' for every run setting of ``device`` that differs from ``recorded``."""
+    now = run_settings(device)
+    return ["%s: %s -> %s" % (name, _short(recorded.get(name)), _short(now.get(name)))
+            for name in RUN_SETTINGS if name in recorded and recorded.get(name) != now.get(name)]
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def load_devices(path: Path) -> Inventory:

@@ -94,9 +94,14 @@ def load_suite(path: Path) -> Suite:
         raise ConfigError(format_validation_error(path, exc, lines)) from None
     suite = Suite(path, config)
     for index, workload in enumerate(config.workloads):
-        source = suite.source_path(workload)
-        if not source.is_file():
-            line = lines.get(("workloads", index, "source"), 1)
+        line = lines.get(("workloads", index, "source"), 1)
+        try:
+            source = suite.source_path(workload)
+            found = source.is_file()
+        except (OSError, ValueError) as exc:  # a name too long for the filesystem, a NUL byte
+            raise ConfigError("%s:%d: workloads.%d.source: not a usable file name: %s"
+                              % (path, line, index, exc.strerror if isinstance(exc, OSError) else exc)) from None
+        if not found:
             raise ConfigError(
                 "%s:%d: workloads.%d.source: file not found: %s" % (path, line, index, source)
             )

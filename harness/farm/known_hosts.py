@@ -15,7 +15,7 @@ import os
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import paramiko
 from paramiko.hostkeys import HostKeyEntry, HostKeys, InvalidHostKey
@@ -31,6 +31,10 @@ class HostKeyError(FailedError, RuntimeError):
 
 class HostKeyMismatch(HostKeyError):
     """``trust`` found a different key already recorded for the host and was not told to replace it."""
+
+
+class HostKeyNotApproved(HostKeyError):
+    """The key the host presents was not approved (declined, or not the one expected): nothing recorded."""
 
 
 def host_entry_name(host: str, port: int) -> str:
@@ -181,13 +185,15 @@ def trust(
     path: Path = DEFAULT_KNOWN_HOSTS,
     timeout: float = 10.0,
     replace: bool = False,
+    approve: Optional[Callable[[str, str], bool]] = None,
 ) -> Tuple[str, bool]:
     """Record the key host:port presents now; returns (its fingerprint, whether the file changed).
 
     ``bench devices trust NAME`` shows the fingerprint so the user can compare it with the board's
     ``ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub``. A different key already on record is
     refused unless ``replace`` (a reinstalled board), because silently re-trusting is exactly what
-    host-key checking exists to prevent.
+    host-key checking exists to prevent. ``approve(key type, fingerprint)`` is asked before a key
+    is written; when it says no, nothing is recorded (HostKeyNotApproved).
     """
     key = fetch_host_key(host, port, timeout)
     offered = fingerprint(key)
@@ -209,6 +215,9 @@ def trust(
                 fingerprint(old_key), old.text, name,
             )
         )
+    if approve is not None and not approve(key.get_name(), offered):
+        raise HostKeyNotApproved("device %s (%s:%d) presents %s key %s; not approved, nothing recorded in %s"
+                                 % (name, host, port, key.get_name(), offered, known.path))
     known.set_key(host, port, key, comment="bench:%s" % name)
     known.save()
     return offered, True
