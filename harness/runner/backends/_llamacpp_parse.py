@@ -29,20 +29,38 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from ._axllm_parse import Chunk, _Timeline
 
-_NUM = r"([0-9]+(?:\.[0-9]*)?)"
+# Linear patterns: ASCII [0-9], bounded figures, and a word that is a name ("image", "batch") may not
+# start inside another word ("\b"): "\w+\s+slice" tried every position of a long word (quadratic).
+_NUM = r"([0-9]{1,12}(?:\.[0-9]{0,12})?)"
 READY_RE = re.compile(r"For normal use cases|experimental CLI")
 # the CLI's own batch encoder, or libmtmd's helper (older builds): both bound the vision encode
-ENCODING_RE = re.compile(r"encoding\s+(?:mtmd\s+batch|\w+\s+slice)")
-ENCODED_RE = re.compile(r"(?:mtmd\s+batch\s+encoding\s+done|\w+\s+slice\s+encoded)\s+in\s+" + _NUM + r"\s*ms")
-DECODING_RE = re.compile(r"decoding\s+(\w+)\s+batch\s+(\d+)\s*/\s*(\d+)\s*,\s*n_tokens_batch\s*=\s*(\d+)")
-DECODED_RE = re.compile(r"(\w+)\s+decoded\s+\(batch\s+(\d+)\s*/\s*(\d+)\)\s+in\s+" + _NUM + r"\s*ms")
-LOAD_RE = re.compile(r"\bload time\s*=\s*" + _NUM + r"\s*ms")
-PROMPT_EVAL_RE = re.compile(r"prompt eval time\s*=\s*" + _NUM + r"\s*ms\s*/\s*(\d+)\s*tokens")
+ENCODING_RE = re.compile(r"encoding[ \t]+(?:mtmd[ \t]+batch|\b\w{1,32}[ \t]+slice)")
+ENCODED_RE = re.compile(r"(?:mtmd[ \t]+batch[ \t]+encoding[ \t]+done|\b\w{1,32}[ \t]+slice[ \t]+encoded)[ \t]+in[ \t]+"
+                        + _NUM + r"[ \t]*ms")
+DECODING_RE = re.compile(r"decoding[ \t]+(\w{1,32})[ \t]+batch[ \t]+([0-9]{1,6})[ \t]*/[ \t]*([0-9]{1,6})[ \t]*,[ \t]*"
+                         r"n_tokens_batch[ \t]*=[ \t]*([0-9]{1,9})")
+DECODED_RE = re.compile(r"\b(\w{1,32})[ \t]+decoded[ \t]+\(batch[ \t]+([0-9]{1,6})[ \t]*/[ \t]*([0-9]{1,6})\)[ \t]+in[ \t]+"
+                        + _NUM + r"[ \t]*ms")
+LOAD_RE = re.compile(r"\bload time[ \t]*=[ \t]*" + _NUM + r"[ \t]*ms")
+PROMPT_EVAL_RE = re.compile(r"prompt eval time[ \t]*=[ \t]*" + _NUM + r"[ \t]*ms[ \t]*/[ \t]*([0-9]{1,9})[ \t]*tokens")
 # llama_perf_context_print (src/llama-context.cpp): "eval time = %10.2f ms / %5d runs   (...)";
 # the server's print_timings (tools/server): "eval time = %10.2f ms / %5d tokens (...)"
-EVAL_RE = re.compile(r"(?<!prompt )\beval time\s*=\s*" + _NUM + r"\s*ms\s*/\s*(\d+)\s*(?:runs|tokens)\b")
-TOTAL_RE = re.compile(r"\btotal time\s*=\s*" + _NUM + r"\s*ms\s*/\s*(\d+)\s*tokens")
-ERROR_RE = re.compile(r"(?:^|\s)(?:E\s+)?(?:ERR:|error:|failed to|Unable to|Failed to)[^\n]*", re.IGNORECASE)
+EVAL_RE = re.compile(r"(?<!prompt )\beval time[ \t]*=[ \t]*" + _NUM + r"[ \t]*ms[ \t]*/[ \t]*([0-9]{1,9})[ \t]*"
+                     r"(?:runs|tokens)\b")
+TOTAL_RE = re.compile(r"\btotal time[ \t]*=[ \t]*" + _NUM + r"[ \t]*ms[ \t]*/[ \t]*([0-9]{1,9})[ \t]*tokens")
+ERROR_RE = re.compile(r"(?:^|(?<=\s))(?:E[ \t]+)?(?:ERR:|error:|failed to|Unable to|Failed to)[^\n]{0,300}",
+                      re.IGNORECASE | re.MULTILINE)
+# Older multimodal CLIs (llava-cli, minicpmv-cli, qwen2vl-cli: examples/llava/llava.cpp) log through
+# encode_image_with_clip (llama.cpp examples/llava README and MobileVLM.md):
+#   encode_image_with_clip: image embedding created: 576 tokens
+#   encode_image_with_clip: image encoded in  5739.65 ms by CLIP (    9.96 ms per image patch)
+LEGACY_EMBED_RE = re.compile(r"encode_image_with_clip:[ \t]*image[ \t]+embedding[ \t]+created:[ \t]*([0-9]{1,9})[ \t]*"
+                             r"tokens")
+LEGACY_ENCODED_RE = re.compile(r"encode_image_with_clip:[ \t]*image[ \t]+encoded[ \t]+in[ \t]*" + _NUM + r"[ \t]*ms")
+LEGACY_BUILD = (
+    "this llama.cpp build's multimodal CLI is too old (llava-cli / qwen2vl-cli: 'encode_image_with_clip' "
+    "lines, no ready line after loading, so the model load cannot be kept out of the timed query); its "
+    "own figures were read (image tokens, encode ms) - use llama-mtmd-cli from a llama.cpp with libmtmd")
 
 
 @dataclass
@@ -59,6 +77,7 @@ class ParsedQuery:
     writes: List[Tuple[int, str]] = field(default_factory=list)  # token writes on stdout
     text: str = ""
     errors: List[str] = field(default_factory=list)
+    legacy_cli: Optional[str] = None  # set (LEGACY_BUILD) when the log is an older llava-cli / qwen2vl-cli's
 
 
 def parse_query(chunks: Sequence[Chunk]) -> ParsedQuery:
@@ -94,6 +113,14 @@ def parse_query(chunks: Sequence[Chunk]) -> ParsedQuery:
             if match.lastindex and match.lastindex >= 2:
                 query.perf[name + ("_runs" if name == "eval" else "_tokens")] = float(match.group(2))
     query.errors = [m.group(0).strip() for m in ERROR_RE.finditer(log)][-5:]
+    legacy_tokens = [int(m.group(1)) for m in LEGACY_EMBED_RE.finditer(log, search_from)]
+    legacy_ms = [float(m.group(1)) for m in LEGACY_ENCODED_RE.finditer(log, search_from)]
+    if legacy_tokens or legacy_ms:
+        query.legacy_cli = LEGACY_BUILD
+        if query.n_media_tokens is None and legacy_tokens:
+            query.n_media_tokens = sum(legacy_tokens)
+        if not query.encode_ms:
+            query.encode_ms = legacy_ms
     # stdout: "\n" when the prompt is decoded, the tokens, then "\n\n" (or "\n" + "\n\n" at EOS)
     text = out.text
     start = 1 if text.startswith("\n") else 0

@@ -259,6 +259,8 @@ class LlamaCppBackend(Backend):
             proc.close(quit_line=None)
         code = proc.proc.returncode
         query = parse_query(chunks)
+        if query.legacy_cli is not None and query.t_ready is None:
+            raise BackendError("llamacpp backend: %s (%s exited with code %s)" % (query.legacy_cli, argv[0], code))
         if code != 0 or query.t_ready is None or not query.perf:
             raise BackendError("llamacpp backend: llama-mtmd-cli exited with code %s%s; its last output:\n%s"
                                % (code, " (%s)" % "; ".join(query.errors) if query.errors else "", proc.tail()))
