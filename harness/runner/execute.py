@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional
 from . import RUNNER_VERSION
 from .accuracy import AccuracyJob
 from .backends import BackendError, get_backend, install_hint
-from .backends.base import Backend, BackendUnavailable, LoadInfo, ModelNotFound, UnsupportedWorkload
+from .backends.base import Announcer, Backend, BackendUnavailable, LoadInfo, ModelNotFound, UnsupportedWorkload
 from .clock import now_ns
 from .interference import interference, take_snapshot
 from .journal import INPUTS, Journal, read_completed_keys, RESULTS
@@ -269,7 +269,10 @@ class SpecRunner:
             was_reset = reset_peak()
             proc_before = take_snapshot()  # what else runs on the machine (interference.py)
             try:
-                raw = backend.run(inputs, gen)
+                # the runner stamps every boundary and token as the backend announces it; the
+                # timestamps it measures replace any the backend returned
+                announce = Announcer()
+                raw = announce.stamped(backend.run(inputs, gen, announce=announce))
             except BackendError as exc:
                 kind = "unsupported" if isinstance(exc, UnsupportedWorkload) else "engine"
                 self._record(workload=workload.name, variant=model.variant, repetition=repetition,

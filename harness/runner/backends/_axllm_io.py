@@ -92,6 +92,8 @@ class ConsoleProcess:
         finally:
             for fd in ends:
                 os.close(fd)  # the child holds its own copies
+        # stamps each chunk's arrival; a backend points it at its Announcer.now (the runner's clock)
+        self.stamp: Callable[[], int] = _now
         self._fds = {masters[0]: "out"}
         if split_stderr:
             self._fds[masters[1]] = "err"
@@ -125,7 +127,7 @@ class ConsoleProcess:
                 data = os.read(fd, 65536)
             except OSError:  # EIO on a pty whose other side closed: the child exited
                 data = b""
-            t_ns = _now()  # taken as soon as the bytes are ours
+            t_ns = self.stamp()  # taken as soon as the bytes are ours
             stream = self._fds[fd]
             if data:
                 text = self._decoders[stream].decode(data)

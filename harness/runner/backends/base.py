@@ -1,17 +1,24 @@
 """What every inference backend provides to the runner.
 
-A backend turns raw inputs (decoded RGB frames and a prompt) into tokens and reports monotonic
-timestamps (``time.perf_counter_ns``) at the phase boundaries. The runner turns timestamps into
-metrics in one place (``harness.runner.metrics``) so every backend is measured the same way.
+A backend turns raw inputs (decoded RGB frames and a prompt) into tokens and *announces* what
+happens (the query starts, a phase ends, a token arrives) to an :class:`Announcer`; the announcer
+stamps each announcement with the runner's clock (``harness.runner.clock``) at the moment it is
+made. A backend never hands in its own clock readings as our measurement: the runner replaces the
+timestamps of whatever a backend returns with its announcer's stamps (``Announcer.stamped``);
+what an engine says about its own timing goes into ``RawTiming.engine``. The runner turns the
+stamps into metrics in one place (``harness.runner.metrics``) so every backend is measured the
+same way.
 
 Standard library only: engines are imported inside each backend's ``load()``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Set
 
+from ..clock import now_ns
 from ..protocol import GenerationSpec, ModelSpec
 from ..workloads import WorkloadInputs
 
@@ -80,7 +87,7 @@ class LoadInfo:
 
 @dataclass
 class RawTiming:
-    """Timestamps (perf_counter_ns) and counts from one query.
+    """Timestamps (the runner's clock, stamped by an Announcer) and counts from one query.
 
     ``t_start`` is taken with the raw inputs already decoded in memory. Phase boundaries a
     backend cannot observe stay None; the runner then leaves the metric empty.
@@ -106,6 +113,122 @@ class RawTiming:
 
 
 PhaseCallback = Callable[[str], None]
+
+# the boundaries an announcer stamps, as RawTiming fields
+_STAMP_FIELDS = ("t_start", "t_preprocess_end", "t_vision_start", "t_vision_end", "token_times",
+                 "t_first_token", "t_last_token")
+
+
+class Announcer:
+    """The runner's stopwatch for one query: the backend says *what* happened, the runner stamps *when*.
+
+    Live announcements (``start()``, ``phase_end("preprocess")``, ``token()``) are stamped with the
+    runner's clock as they are made. A reader that must stamp output before it knows what it means
+    (a CLI's lines, parsed after the process ends) takes its arrival readings from ``now()`` and
+    later announces ``at=`` one of them; a value the announcer did not issue is refused, so an
+    engine's own clock (or a computed deadline) can never become our timestamp.
+
+    ``on_phase`` is told when a phase begins (preprocess, vision_encode, prefill, decode), for
+    progress display; it is called after the stamp, so a slow callback is never counted in the
+    phase it announces (except ``start``, which reports before stamping for the same reason).
+    """
+
+    def __init__(self, on_phase: Optional[PhaseCallback] = None,
+                 clock: Optional[Callable[[], int]] = None) -> None:
+        self._clock = clock or now_ns
+        self._on_phase = on_phase
+        self._issued: Set[int] = set()
+        self.t_start: Optional[int] = None
+        self.t_preprocess_end: Optional[int] = None
+        self.t_vision_start: Optional[int] = None
+        self.t_vision_end: Optional[int] = None
+        self.token_times: List[int] = []
+        self.t_first_token: Optional[int] = None  # first output chunk, for streams without per-token writes
+        self.t_last_token: Optional[int] = None
+
+    # -- readings -----------------------------------------------------------------------------
+    def now(self) -> int:
+        """A reading of the runner's clock for an arrival whose meaning is known later."""
+        reading = self._clock()
+        self._issued.add(reading)
+        return reading
+
+    def _stamp(self, at: Optional[int]) -> int:
+        if at is None:
+            return self._clock()
+        if at not in self._issued:
+            raise BackendError(
+                "announced time %r is not a reading of the runner's clock (Announcer.now()): a backend "
+                "announces events, it never hands in its own timestamps" % (at,))
+        return at
+
+    def _progress(self, phase: str) -> None:
+        if self._on_phase is not None:
+            self._on_phase(phase)
+
+    # -- announcements ------------------------------------------------------------------------
+    def start(self, at: Optional[int] = None) -> None:
+        """The raw inputs are in memory and the query begins (``t_start``)."""
+        if at is None:
+            self._progress("preprocess")
+        self.t_start = self._stamp(at)
+        if at is not None:
+            self._progress("preprocess")
+
+    def phase_start(self, name: str, at: Optional[int] = None) -> None:
+        """A phase begins; only ``vision_encode`` has a start of its own (its first call counts)."""
+        if name != "vision_encode":
+            raise BackendError("announcer: no start boundary for phase %r" % name)
+        stamp = self._stamp(at)
+        if self.t_vision_start is None:
+            self.t_vision_start = stamp
+        self._progress("vision_encode")
+
+    def phase_end(self, name: str, at: Optional[int] = None) -> None:
+        """``preprocess`` or ``vision_encode`` ended (for the vision tower its last call counts)."""
+        stamp = self._stamp(at)
+        if name == "preprocess":
+            self.t_preprocess_end = stamp
+        elif name == "vision_encode":
+            self.t_vision_end = stamp
+            self._progress("prefill")
+        else:
+            raise BackendError("announcer: unknown phase %r (preprocess, vision_encode)" % name)
+
+    def token(self, count: int = 1, at: Optional[int] = None) -> None:
+        """``count`` output tokens became available together (they share one stamp)."""
+        stamp = self._stamp(at)
+        first = not self.token_times
+        self.token_times.extend([stamp] * count)
+        if first and count:
+            self._progress("decode")
+
+    def output(self, at: Optional[int] = None) -> None:
+        """Output arrived from an engine that writes several tokens at once: the first such call
+        is the first token's time, the latest one the last token's (no per-token times)."""
+        stamp = self._stamp(at)
+        if self.t_first_token is None:
+            self.t_first_token = stamp
+            self._progress("decode")
+        self.t_last_token = stamp
+
+    # -- results ------------------------------------------------------------------------------
+    def timing(self, **fields: Any) -> "RawTiming":
+        """A RawTiming with this announcer's stamps and the backend's counts, text and engine figures."""
+        if self.t_start is None:
+            raise BackendError("announcer: the backend never announced the query's start")
+        stamps = {name: getattr(self, name) for name in _STAMP_FIELDS}
+        stamps["token_times"] = list(self.token_times)
+        return RawTiming(**stamps, **fields)
+
+    def stamped(self, raw: "RawTiming") -> "RawTiming":
+        """``raw`` with every timestamp replaced by this announcer's: what the runner measures."""
+        if self.t_start is None:
+            raise BackendError("the backend announced nothing to the runner's clock (no start): it must "
+                               "announce the query's boundaries and tokens (Backend.run's announce)")
+        stamps = {name: getattr(self, name) for name in _STAMP_FIELDS}
+        stamps["token_times"] = list(self.token_times)
+        return dataclasses.replace(raw, **stamps)
 
 
 class Backend:
@@ -136,8 +259,13 @@ class Backend:
         inputs: WorkloadInputs,
         generation: GenerationSpec,
         on_phase: Optional[PhaseCallback] = None,
+        announce: Optional[Announcer] = None,
     ) -> RawTiming:
-        """Run one query with greedy decoding and exactly ``generation.output_tokens`` tokens."""
+        """Run one query with greedy decoding and exactly ``generation.output_tokens`` tokens.
+
+        Every boundary and token is announced to ``announce`` (the runner's; a backend called
+        without one makes its own, ``Announcer(on_phase)``) and the result built with
+        ``announce.timing(...)``."""
         raise NotImplementedError
 
     def answer(self, inputs: WorkloadInputs, prompt: str, max_new_tokens: int) -> str:

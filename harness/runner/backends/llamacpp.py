@@ -57,6 +57,7 @@ from ._axllm_parse import Chunk
 from ._llamacpp_parse import ParsedQuery, parse_query
 from .base import (
     MARKER_NAME,
+    Announcer,
     Backend,
     BackendError,
     BackendUnavailable,
@@ -241,12 +242,14 @@ class LlamaCppBackend(Backend):
                                       "separate images, not the model's video path" % (what, inputs.kind, inputs.name))
         return self._media_path(inputs)
 
-    def _execute(self, argv: List[str], timeout_s: float) -> ParsedQuery:
-        """One single-turn CLI run to its exit, every output chunk timestamped, then parsed."""
+    def _execute(self, argv: List[str], timeout_s: float, announce: Optional[Announcer] = None) -> ParsedQuery:
+        """One single-turn CLI run to its exit, every output chunk stamped on arrival by the
+        runner's clock (``announce.now``), then parsed."""
         try:
             proc = ConsoleProcess(argv, cwd=self._tmp, use_pty=self.use_pty, split_stderr=True)
         except OSError as exc:
             raise BackendUnavailable("llamacpp backend: cannot start %s: %s" % (argv[0], exc)) from exc
+        proc.stamp = (announce if announce is not None else Announcer()).now
         chunks: List[Chunk] = []
         try:
             chunks = proc.read_until(lambda text: False, timeout_s)
@@ -271,12 +274,12 @@ class LlamaCppBackend(Backend):
         inputs: WorkloadInputs,
         generation: GenerationSpec,
         on_phase: Optional[PhaseCallback] = None,
+        announce: Optional[Announcer] = None,
     ) -> RawTiming:
         argv = self._argv(self._image(inputs, "run"), inputs.prompt, generation.output_tokens)
-        if on_phase is not None:
-            on_phase("preprocess")
-        query = self._execute(argv, self.load_timeout_s + generation.timeout_s)
-        return self._timing(query, generation)
+        announce = announce if announce is not None else Announcer(on_phase)
+        query = self._execute(argv, self.load_timeout_s + generation.timeout_s, announce)
+        return self._timing(query, generation, announce)
 
     def answer(self, inputs: WorkloadInputs, prompt: str, max_new_tokens: int) -> str:
         """Greedy answer to one accuracy request: ``-n max_new_tokens``, EOS honoured (no
@@ -284,7 +287,7 @@ class LlamaCppBackend(Backend):
         argv = self._argv(self._image(inputs, "answer"), prompt, max_new_tokens, ignore_eos=False)
         return self._execute(argv, self.load_timeout_s + _ANSWER_TIMEOUT_S).text.strip()
 
-    def _timing(self, query: ParsedQuery, generation: GenerationSpec) -> RawTiming:
+    def _timing(self, query: ParsedQuery, generation: GenerationSpec, announce: Announcer) -> RawTiming:
         warnings: List[str] = []
         assert query.t_ready is not None
         engine: Dict[str, Any] = dict(query.perf)
@@ -331,14 +334,20 @@ class LlamaCppBackend(Backend):
         prompt_tokens = query.perf.get("prompt_eval_tokens")
         first_write = writes[0] if writes and not per_token else None
         last_write = writes[-1] if writes and not per_token else None
-        return RawTiming(
-            t_start=query.t_ready,
-            t_preprocess_end=t_pre_end,
-            t_vision_start=t_vis_start,
-            t_vision_end=t_vis_end,
-            token_times=token_times,
-            t_first_token=first_write,
-            t_last_token=last_write,
+        # each boundary announced at its line's arrival (readings of the runner's clock, above)
+        announce.start(at=query.t_ready)
+        if t_pre_end is not None:
+            announce.phase_end("preprocess", at=t_pre_end)
+        if t_vis_start is not None:
+            announce.phase_start("vision_encode", at=t_vis_start)
+        if t_vis_end is not None:
+            announce.phase_end("vision_encode", at=t_vis_end)
+        for arrival in token_times:
+            announce.token(at=arrival)
+        for arrival in (first_write, last_write):
+            if arrival is not None:
+                announce.output(at=arrival)
+        return announce.timing(
             n_input_tokens=int(prompt_tokens) if prompt_tokens is not None else None,
             n_visual_tokens=query.n_media_tokens,
             n_output_tokens=n_output,

@@ -7,7 +7,7 @@ per query, images as ``images=[ov.Tensor(HxWx3 uint8)]`` and a video as
 
 What comes from where:
   ttft / token times   ours: a ``StreamerBase`` whose ``write()`` gets every token id as it is
-                       generated; one ``perf_counter_ns()`` append per call
+                       generated; one ``announce.token(count)`` per call, stamped by the runner
   phases               not observable from outside the pipeline (preprocessing, vision encoding
                        and prefill all happen inside ``generate()``): left empty; the engine's
                        own durations are in ``engine``
@@ -38,14 +38,15 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import time
 from typing import Any, Dict, List, Optional, Tuple
 
+from ..clock import now_ns
 from ..protocol import GenerationSpec, ModelSpec
 from ..workloads import WorkloadInputs
 from . import install_hint, register_backend
 from .base import (
     MARKER_NAME,
+    Announcer,
     Backend,
     BackendError,
     BackendUnavailable,
@@ -77,7 +78,6 @@ _PERF_METRICS = (
     ("vision_encoding_duration", "vision_encoding_ms"), ("sampling_duration", "sampling_ms"),
 )
 
-_now = time.perf_counter_ns
 
 
 def _ir_sha256(path: str) -> "Tuple[str, List[str]]":
@@ -124,16 +124,17 @@ def _token_clock_class(genai: Any) -> Any:
     running = genai.StreamingStatus.RUNNING if hasattr(genai, "StreamingStatus") else False
 
     class TokenClock(genai.StreamerBase):
-        """One timestamp per ``write()``; the ids it got, to count tokens per call."""
+        """One announcement per ``write()`` (the runner stamps it); the ids it got, to count tokens per call."""
 
-        def __init__(self) -> None:
+        def __init__(self, announce: Announcer) -> None:
             super().__init__()
-            self.times: List[int] = []
+            self._token = announce.token
             self.sizes: List[int] = []
 
         def write(self, token: Any) -> Any:
-            self.times.append(_now())  # first, before anything else in the callback
-            self.sizes.append(len(token) if isinstance(token, (list, tuple)) else 1)
+            size = len(token) if isinstance(token, (list, tuple)) else 1
+            self._token(size)  # first, before anything else in the callback
+            self.sizes.append(size)
             return running
 
         def end(self) -> None:
@@ -196,14 +197,14 @@ class OpenVINOGenAIBackend(Backend):
         model_type = str(config.get("model_type", ""))
         if self.kinds_option is None:
             self._kinds = ("image", "video") if model_type in _VIDEO_MODEL_TYPES else ("image",)
-        started = _now()
+        started = now_ns()
         try:
             self._pipe = openvino_genai.VLMPipeline(path, self.device, **self.properties)
         except RuntimeError as exc:
             message = str(exc).strip().splitlines()
             raise BackendError("openvino_genai backend: VLMPipeline could not load %s on %s: %s"
                                % (path, self.device, message[-1] if message else exc)) from exc
-        load_ms = (_now() - started) / 1e6
+        load_ms = (now_ns() - started) / 1e6
         self._configs = {}
         self._clock_class = _token_clock_class(openvino_genai)
         marker = read_json_file(os.path.join(path, MARKER_NAME))
@@ -287,17 +288,17 @@ class OpenVINOGenAIBackend(Backend):
         inputs: WorkloadInputs,
         generation: GenerationSpec,
         on_phase: Optional[PhaseCallback] = None,
+        announce: Optional[Announcer] = None,
     ) -> RawTiming:
         # raw bytes -> tensors before the clock starts: decoding is not the engine's work
         media = self._media(inputs, "run")
         config = self._generation_config(generation.output_tokens)
-        clock = self._clock_class()
-        if on_phase is not None:
-            on_phase("preprocess")
-        t_start = _now()
+        announce = announce if announce is not None else Announcer(on_phase)
+        clock = self._clock_class(announce)
+        announce.start()
         result = self._pipe.generate(inputs.prompt, generation_config=config, streamer=clock, **media)
-        t_end = _now()
-        return self._timing(inputs, generation, result, clock, t_start, t_end)
+        t_end = announce.now()
+        return self._timing(inputs, generation, result, clock, announce, t_end)
 
     def answer(self, inputs: WorkloadInputs, prompt: str, max_new_tokens: int) -> str:
         """Greedy answer to one accuracy request: stops at EOS or after ``max_new_tokens``."""
@@ -311,12 +312,10 @@ class OpenVINOGenAIBackend(Backend):
         return str(texts[0]).strip() if texts else ""
 
     def _timing(self, inputs: WorkloadInputs, generation: GenerationSpec, result: Any, clock: Any,
-                t_start: int, t_end: int) -> RawTiming:
+                announce: Announcer, t_end: int) -> RawTiming:
         warnings: List[str] = []
         metrics = result.perf_metrics
-        token_times: List[int] = []
-        for t, size in zip(clock.times, clock.sizes):
-            token_times.extend([t] * size)  # tokens delivered together share their arrival time
+        token_times = announce.token_times  # tokens delivered together share their arrival stamp
         if any(size > 1 for size in clock.sizes):
             warnings.append("the engine delivered several tokens in one streamer call; they share a timestamp")
         n_engine = int(metrics.get_num_generated_tokens())
@@ -340,14 +339,9 @@ class OpenVINOGenAIBackend(Backend):
             engine["load_time_ms"] = float(metrics.get_load_time())
         except Exception:
             pass
-        engine["generate_call_ms"] = (t_end - t_start) / 1e6  # ours, around the call
+        engine["generate_call_ms"] = (t_end - announce.t_start) / 1e6  # ours, around the call
         texts = list(getattr(result, "texts", []) or [])
-        return RawTiming(
-            t_start=t_start,
-            t_preprocess_end=None,
-            t_vision_start=None,
-            t_vision_end=None,
-            token_times=token_times,
+        return announce.timing(
             n_input_tokens=engine["num_input_tokens"],
             n_visual_tokens=None,  # GenAI does not expose it
             n_output_tokens=len(token_times),

@@ -1,12 +1,13 @@
 """The `transformers` backend: a Hugging Face VLM (Qwen2.5-VL / Qwen2-VL) on CPU or CUDA.
 
 Every phase comes from the single ``generate()`` call that produced the tokens:
-  preprocess     t_start -> t_preprocess_end: chat template + processor (resize, normalise,
+  preprocess     start -> preprocess end: chat template + processor (resize, normalise,
                  tokenize, placeholder expansion) + copy to the device
   vision encode  a forward pre-hook and a forward hook on the vision tower (Qwen's ``visual``
                  includes the patch merger, i.e. the projector)
   tokens         a streamer whose ``put()`` is called by generate() once with the prompt, then
-                 once per selected token: one ``perf_counter_ns()`` append per token
+                 once per selected token: one ``announce.token()`` per token
+Each boundary is announced to the runner's Announcer, which stamps it (base.py).
 Decoding is greedy with ``min_new_tokens == max_new_tokens`` so the output length is fixed and
 EOS is ignored. On CUDA the device is synchronised before every timestamp.
 
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 from typing import Any, Dict, List, Optional
 
 from ..protocol import GenerationSpec, ModelSpec
@@ -32,6 +32,7 @@ from ..workloads import WorkloadInputs
 from . import install_hint, register_backend
 from .base import (
     MARKER_NAME,
+    Announcer,
     Backend,
     BackendError,
     BackendUnavailable,
@@ -51,8 +52,6 @@ _ATTN = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attent
 # Weight files that identify a checkpoint (model_sha256 is computed over these, in name order).
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 _MAKE_HINT = "bench models make --arch qwen2.5-vl --preset small --out DIR"
-
-_now = time.perf_counter_ns
 
 
 def _read_marker(path: str) -> Optional[Dict[str, Any]]:
@@ -76,24 +75,21 @@ def weights_sha256(path: str) -> "tuple[str, List[str]]":
     return digest.hexdigest(), names
 
 
-def _vision_hooks(mark: Any, sync: Any, on_phase: Optional[PhaseCallback]) -> "tuple[Any, Any]":
-    """A forward pre-hook and a forward hook that timestamp the vision phase (after a device
-    sync on CUDA), then report the phase change; the timestamp comes first so a slow callback
-    is never counted in the phase it announces."""
+def _vision_hooks(announce: Announcer, calls: List[str], sync: Any) -> "tuple[Any, Any]":
+    """A forward pre-hook and a forward hook that announce the vision phase (after a device sync
+    on CUDA); ``calls`` counts them (the first start and the last end bound the phase)."""
 
     def vision_in(module: Any, args: Any) -> None:
         if sync is not None:
             sync()
-        mark(_now())
-        if on_phase is not None:
-            on_phase("vision_encode")
+        announce.phase_start("vision_encode")
+        calls.append("in")
 
     def vision_out(module: Any, args: Any, output: Any) -> None:
         if sync is not None:
             sync()
-        mark(_now())
-        if on_phase is not None:
-            on_phase("prefill")
+        announce.phase_end("vision_encode")
+        calls.append("out")
 
     return vision_in, vision_out
 
@@ -109,35 +105,31 @@ def _token_clock_class() -> Any:
     from transformers.generation.streamers import BaseStreamer
 
     class TokenClock(BaseStreamer):
-        """Timestamps every ``put()``: the first is the prompt (dropped later), then one per token.
+        """Announces every ``put()`` after the first (the prompt) as one token.
 
         ``put`` is rebound per instance so the steady state is one attribute lookup and one
-        list append; the prompt and first-token calls (rare) carry the optional extras.
+        announcer call; the prompt call (once) swaps it in.
         """
 
-        def __init__(self, sync: Any = None, on_first: Any = None) -> None:
-            self.times: List[int] = []
-            append = self.times.append
+        def __init__(self, announce: Announcer, sync: Any = None) -> None:
+            self.puts = 0  # calls seen, the prompt's included
+            token = announce.token
             if sync is None:
                 def tick(value: Any) -> None:
-                    append(_now())
+                    token()
             else:
                 def tick(value: Any) -> None:
                     sync()  # tokens arrive via .cpu(), already synchronous; cheap insurance
-                    append(_now())
-            self._tick = tick
-            if on_first is not None:
-                def first(value: Any) -> None:
-                    tick(value)
-                    if len(self.times) == 2:  # prompt + first token
-                        self.put = tick
-                        on_first("decode")
-                self.put = first
-            else:
+                    token()
+
+            def prompt(value: Any) -> None:  # generate() hands the prompt over first: not a token
+                self.puts += 1
                 self.put = tick
 
+            self.put = prompt
+
         def put(self, value: Any) -> None:  # replaced per instance in __init__
-            self._tick(value)
+            raise AssertionError("rebound in __init__")
 
         def end(self) -> None:
             pass
@@ -398,6 +390,7 @@ class TransformersBackend(Backend):
         inputs: WorkloadInputs,
         generation: GenerationSpec,
         on_phase: Optional[PhaseCallback] = None,
+        announce: Optional[Announcer] = None,
     ) -> RawTiming:
         if self._model is None:
             raise BackendError("transformers backend: run() before load()")
@@ -425,34 +418,33 @@ class TransformersBackend(Backend):
                                     "height": media.shape[1], "width": media.shape[2]}],
             }
         sync = torch.cuda.synchronize if self._cuda else None
-        vision_times: List[int] = []
-        vision_in, vision_out = _vision_hooks(vision_times.append, sync, on_phase)
+        announce = announce if announce is not None else Announcer(on_phase)
+        vision_calls: List[str] = []
+        vision_in, vision_out = _vision_hooks(announce, vision_calls, sync)
         handles = []
         if self._vision_start is not None:
             handles.append(self._vision_start.register_forward_pre_hook(vision_in))
             handles.append(self._vision_end.register_forward_hook(vision_out))
-        clock = _token_clock_class()(sync=sync, on_first=on_phase)
+        clock = _token_clock_class()(announce, sync=sync)
         gen_config = self.generation_config(n_tokens)
         if self._cuda:
             torch.cuda.reset_peak_memory_stats(self._device)
-        if on_phase is not None:
-            on_phase("preprocess")  # before t_start: reporting progress is not preprocessing
         try:
             # no inference_mode/no_grad wrapper of our own: generate() sets its own, and the
             # processor builds no autograd graph; the timed path is what a bare call does
             if sync is not None:
                 sync()
-            t_start = _now()
+            announce.start()
             text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
             batch = processor(text=[text], return_tensors="pt", **media_kwargs).to(self._device)
             if sync is not None:
                 sync()
-            t_preprocess_end = _now()
+            announce.phase_end("preprocess")
             output = model.generate(**batch, generation_config=gen_config, streamer=clock)
         finally:
             for handle in handles:
                 handle.remove()
-        return self._timing(inputs, batch, output, clock.times, vision_times, t_start, t_preprocess_end, n_tokens)
+        return self._timing(inputs, batch, output, announce, len(vision_calls), n_tokens)
 
     def answer(self, inputs: WorkloadInputs, prompt: str, max_new_tokens: int) -> str:
         """Greedy answer to one request, stopping at EOS: the accuracy path (no timing hooks)."""
@@ -487,10 +479,8 @@ class TransformersBackend(Backend):
         inputs: WorkloadInputs,
         batch: Any,
         output: Any,
-        times: List[int],
-        vision_times: List[int],
-        t_start: int,
-        t_preprocess_end: int,
+        announce: Announcer,
+        n_vision_hooks: int,
         n_requested: int,
     ) -> RawTiming:
         """Counts and text, all derived after the clock stopped."""
@@ -498,22 +488,18 @@ class TransformersBackend(Backend):
         input_ids = batch["input_ids"][0]
         n_input = int(input_ids.shape[0])
         generated = output[0, n_input:]
-        token_times = times[1:]  # times[0] is generate() handing the prompt to the streamer
         n_output = int(generated.shape[0])
-        if n_output != len(token_times):
-            warnings.append("generate returned %d tokens but the streamer saw %d" % (n_output, len(token_times)))
+        n_streamed = len(announce.token_times)
+        if n_output != n_streamed:
+            warnings.append("generate returned %d tokens but the streamer saw %d" % (n_output, n_streamed))
         if n_output != n_requested:
             warnings.append("asked for %d output tokens, got %d" % (n_requested, n_output))
         pad_id = self._token_ids.get(inputs.kind)
         n_visual = int((input_ids == pad_id).sum()) if pad_id is not None else None
-        if vision_times:
-            t_vision_start: Optional[int] = vision_times[0]
-            t_vision_end: Optional[int] = vision_times[-1]
-        else:
-            t_vision_start = t_vision_end = None
+        if not n_vision_hooks:
             warnings.append("the vision tower was not observed (no hookable vision module found)")
         grid_key = "image_grid_thw" if inputs.kind == "image" else "video_grid_thw"
-        engine: Dict[str, Any] = {"vision_calls": len(vision_times) // 2}
+        engine: Dict[str, Any] = {"vision_calls": n_vision_hooks // 2}
         if grid_key in batch:
             engine[grid_key] = batch[grid_key].tolist()
         if "second_per_grid_ts" in batch:
@@ -524,12 +510,7 @@ class TransformersBackend(Backend):
         else:
             peak, source = None, "none (CPU: model memory is host memory)"
         text = self._processor.tokenizer.decode(generated, skip_special_tokens=True)
-        return RawTiming(
-            t_start=t_start,
-            t_preprocess_end=t_preprocess_end,
-            t_vision_start=t_vision_start,
-            t_vision_end=t_vision_end,
-            token_times=token_times,
+        return announce.timing(
             n_input_tokens=n_input,
             n_visual_tokens=n_visual,
             n_output_tokens=n_output,
