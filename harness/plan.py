@@ -86,7 +86,8 @@ def resolve_model_path(device: DeviceConfig, variant_index: int, paths: Paths,
         return str(target.resolve())
     assert model.path is not None
     # the reference engine emulates its model; every other local backend needs the directory
-    if device.transport == "local" and device.backend != "reference":
+    # (and a server's model is whatever the server serves: the path is only a label there)
+    if device.transport == "local" and device.backend not in ("reference", "openai"):
         path = Path(os.path.expanduser(model.path))
         if not path.exists():
             raise ModelMissing(

@@ -76,6 +76,9 @@ def prepare_workloads(suite: Suite) -> List[PreparedWorkload]:
             prompt=prompt,
             input_sha256=input_digest(frames, prompt),
             fps=workload.fps,
+            params=dict(workload.params),
+            output_tokens=workload.output_tokens,
+            concurrency=workload.concurrency,
         )
         prepared.append(PreparedWorkload(spec=spec, files=files))
     return prepared

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Literal, Optional, Tuple
+from typing import Any, Dict, List, Literal, Optional, Tuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..eval.config import AccuracyConfig
 from .devices import NAME_PATTERN
+from .sweep import SloConfig, SweepConfig, expand, slo_only, validate_against
 from .yaml_lines import ConfigError, format_validation_error, load_yaml
 
 
@@ -24,6 +25,10 @@ class WorkloadConfig(_Strict):
     frames: int = Field(1, ge=1, le=256)
     fps: float = Field(2.0, gt=0)
     prompt: Optional[str] = None  # defaults to the suite's prompt
+    # set per sweep point (config/sweep.py); may also be given on a plain workload
+    output_tokens: Optional[int] = Field(None, ge=2, le=8192)  # overrides generation.output_tokens
+    concurrency: int = Field(1, ge=1, le=1024)  # streams at once (server backends)
+    params: Dict[str, Any] = Field(default_factory=dict)  # the sweep point, copied into each record
 
     @model_validator(mode="after")
     def _frames_match_kind(self) -> "WorkloadConfig":
@@ -53,9 +58,16 @@ class SuiteConfig(_Strict):
     thresholds: Dict[str, float] = Field(default_factory=dict)
     # an lm-eval task answered on the board by every model variant (harness/eval)
     accuracy: Optional[AccuracyConfig] = None
+    # scaling: one workload per sweep point; concurrency levels; the SLO goodput is measured against
+    sweep: Optional[SweepConfig] = None
+    concurrency: Optional[List[int]] = Field(None, min_length=1)
+    slo: Optional[SloConfig] = None
 
     @model_validator(mode="after")
     def _unique(self) -> "SuiteConfig":
+        validate_against(self.workloads, self.sweep)
+        if any(not 1 <= c <= 1024 for c in self.concurrency or []):
+            raise ValueError("concurrency levels must be between 1 and 1024")
         names = [w.name for w in self.workloads]
         if len(set(names)) != len(names):
             raise ValueError("workload names must be unique: %s" % names)
@@ -105,6 +117,11 @@ def load_suite(path: Path) -> Suite:
             raise ConfigError(
                 "%s:%d: workloads.%d.source: file not found: %s" % (path, line, index, source)
             )
+    if config.sweep is not None or config.concurrency:  # every sweep point becomes a workload
+        suite.config = config.model_copy(update={"workloads": expand(
+            config.workloads, config.prompt, config.sweep, config.concurrency, config.slo)})
+    elif config.slo is not None:
+        suite.config = config.model_copy(update={"workloads": slo_only(config.workloads, config.slo)})
     return suite
 
 

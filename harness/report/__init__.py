@@ -16,6 +16,7 @@ from typing import Any, Dict, List
 from .html import render_html
 from .markdown import render_markdown
 from .plots import all_plots
+from .scaling import scaling_plots
 from .tables import build_report_data
 
 
@@ -31,7 +32,7 @@ def write_report(run: Dict[str, Any], records: List[Dict[str, Any]], out_dir: Pa
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     data = build_report_data(run, records)
-    plots = all_plots(data.measurements, data.summary, data.itl)
+    plots = all_plots(data.measurements, data.summary, data.itl) + scaling_plots(records)
     paths = ReportPaths(out_dir / "index.html", out_dir / "summary.md", out_dir / "results.csv")
     paths.index_html.write_text(render_html(data, plots), encoding="utf-8")
     paths.summary_md.write_text(render_markdown(data, plots), encoding="utf-8")

@@ -12,6 +12,7 @@ from .accuracy import AccuracyJob
 from .backends import BackendError, get_backend, install_hint
 from .backends.base import Announcer, Backend, BackendUnavailable, LoadInfo, ModelNotFound, UnsupportedWorkload
 from .clock import now_ns
+from .concurrent import generation_for, run_concurrent_workload
 from .interference import interference, take_snapshot
 from .journal import INPUTS, Journal, read_completed_keys, RESULTS
 from .memory import peak_host_mb, reset_peak
@@ -50,6 +51,8 @@ class SpecRunner:
         self.idle: Dict[str, Any] = {}
         self.telemetry_warnings: List[str] = []
         self.accuracy: Optional[AccuracyJob] = None  # set in run() when the spec asks for answers
+        # each workload's sweep parameters go into every one of its records
+        self.workload_params: Dict[str, Dict[str, Any]] = {w.name: dict(w.params) for w in spec.workloads}
 
     # -- events -----------------------------------------------------------------------------
     def event(self, name: str, message: str = "", **fields: Any) -> None:
@@ -60,6 +63,7 @@ class SpecRunner:
 
     # -- records ----------------------------------------------------------------------------
     def _record(self, **fields: Any) -> None:
+        fields.setdefault("params", dict(self.workload_params.get(fields.get("workload", ""), {})))
         measurement = Measurement(
             run_id=self.spec.run_id,
             device=self.spec.device,
@@ -238,6 +242,8 @@ class SpecRunner:
             if self.accuracy is not None:  # the same loaded variant answers the accuracy requests
                 self.accuracy.run(backend, model, provenance)
         finally:
+                elif workload.concurrency > 1:  # N streams at once (runner/concurrent.py)
+                    run_concurrent_workload(self, backend, model, workload, inputs, provenance)
             backend.close()
 
     def _run_workload(
@@ -248,7 +254,7 @@ class SpecRunner:
         inputs: WorkloadInputs,
         provenance: Dict[str, Any],
     ) -> None:
-        gen = self.spec.generation
+        gen = generation_for(self.spec.generation, workload)  # a sweep point may fix its output length
         total = gen.planned_total  # warm-up + repetitions, or + max_repetitions with until_stable
         stable_samples: List[float] = []  # gen.stable_metric of this session's measured repetitions
         for repetition in range(total):

@@ -3,7 +3,7 @@
 ``llama-server``, vLLM, OpenVINO Model Server, ``transformers serve``, ``axllm serve``: one client.
 Standard library only (http.client + a server-sent-events reader, ``_sse``).
 
-What is measured, on the runner's clock:
+What is measured, on the runner's clock (the backend announces, the runner's Announcer stamps):
   t_start        just before the request is written (the connection is opened first, so TCP set-up
                  is not in TTFT; its time goes to engine.connect_ms). The image is PNG-encoded and
                  base64'd before that (engine.client_encode_ms).
@@ -40,7 +40,8 @@ Options:
   extra_body        a mapping merged into every request (e.g. {"cache_prompt": false} for llama-server)
   timeout_s         socket timeout per request (default: the suite's timeout_s)
   launch            {cmd: [...], ready_timeout_s: 300, env: {...}}: start the server on load and stop it
-                    on close (it must listen on the url's host and port)
+                    on close (it must listen on the url's host and port); in cmd, {model} is the
+                    variant's path and {bin} the directory of the runner's Python (its venv's tools)
   weights           real | random: the label when the model is not a local directory with our marker
 
 Video workloads are sent as their frames, one ``image_url`` per frame (what every server accepts),
@@ -53,6 +54,7 @@ import base64
 import http.client
 import json
 import os
+import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
@@ -67,6 +69,7 @@ from ._server_launch import ServerProcess, launch_command, start_server
 from ._sse import read_events
 from .base import (
     MARKER_NAME,
+    Announcer,
     Backend,
     BackendError,
     BackendUnavailable,
@@ -253,25 +256,32 @@ class OpenAIBackend(Backend):
         except ValueError:
             raise BackendError("server at %s: GET %s is not JSON: %r" % (self._where(), path, body[:200])) from None
 
-    def _stream(self, body: Dict[str, Any], timeout: float) -> "tuple[StreamResult, int, Dict[str, float]]":
-        """Send one streamed request; return (result, t_start, client-side times)."""
+    def _stream(self, body: Dict[str, Any], timeout: float,
+                announce: Optional[Announcer] = None) -> "tuple[StreamResult, Dict[str, float]]":
+        """Send one streamed request; return (result, client-side figures).
+
+        With an announcer, the query's start is announced just before the request is written and
+        every line's arrival is a reading of the runner's clock (``announce.now``); what each
+        reading means (a token, several tokens) is announced once the stream's counts are known."""
         payload = json.dumps(body).encode("utf-8")
         conn = self._connection(timeout)
+        readings = announce.now if announce is not None else clock.now_ns
         try:
             t_connect = clock.now_ns()
             conn.connect()
-            t_start = clock.now_ns()  # the request is written from here on
+            connect_ms = clock.ns_to_ms(clock.now_ns() - t_connect)
+            if announce is not None:
+                announce.start()  # the request is written from here on
             conn.request("POST", self.path, body=payload, headers=self._headers())
             response = conn.getresponse()
             if response.status != 200:
                 raise HttpAnswerError(response.status, response.read().decode("utf-8", errors="replace"))
-            result = collect_stream(read_events(response.readline, clock.now_ns))
+            result = collect_stream(read_events(response.readline, readings))
         except (OSError, http.client.HTTPException) as exc:
             raise BackendError("request to %s failed: %s: %s" % (self._where(), type(exc).__name__, exc)) from None
         finally:
             conn.close()
-        return result, t_start, {"connect_ms": clock.ns_to_ms(t_start - t_connect),
-                                 "request_bytes": float(len(payload))}
+        return result, {"connect_ms": connect_ms, "request_bytes": float(len(payload))}
 
     def _body(self, content: List[Dict[str, Any]], max_tokens: int, form: str) -> Dict[str, Any]:
         body: Dict[str, Any] = {
@@ -306,8 +316,10 @@ class OpenAIBackend(Backend):
                 raise BackendError("openai backend: the environment variable %r named by api_key_env is not "
                                    "set on this machine" % self.api_key_env)
         if self.launch is not None:
+            cmd = [part.replace("{model}", self.model.path).replace("{bin}", os.path.dirname(sys.executable))
+                   for part in launch_command(self.launch.get("cmd"))]
             self.server = start_server(
-                launch_command(self.launch.get("cmd")), self.host, self.port,
+                cmd, self.host, self.port,
                 ready_path=self.models_path,
                 ready_timeout_s=float(self.launch.get("ready_timeout_s", 300.0)),
                 env={str(k): str(v) for k, v in (self.launch.get("env") or {}).items()},
@@ -336,7 +348,7 @@ class OpenAIBackend(Backend):
         for form in forms:
             body = self._body([{"type": "text", "text": "Hi"}], 2, form)
             try:
-                result, _, _ = self._stream(body, 120.0)
+                result, _ = self._stream(body, 120.0)
             except HttpAnswerError as exc:
                 if exc.status in _REFUSED and form != "none":
                     self.refused_forms.append("%s: %s" % (form, str(exc)[:200]))
@@ -368,7 +380,7 @@ class OpenAIBackend(Backend):
         with self._probe_lock:
             if prompt not in self._text_prompt_tokens:
                 try:
-                    result, _, _ = self._stream(self._body([{"type": "text", "text": prompt}], 2, self.form), timeout)
+                    result, _ = self._stream(self._body([{"type": "text", "text": prompt}], 2, self.form), timeout)
                     self._text_prompt_tokens[prompt] = token_counts(result)[1]
                 except BackendError:
                     self._text_prompt_tokens[prompt] = None
@@ -379,15 +391,17 @@ class OpenAIBackend(Backend):
         self._text_only_prompt_tokens(inputs.prompt, self._timeout(generation))
 
     def run(self, inputs: WorkloadInputs, generation: GenerationSpec,
-            on_phase: Optional[PhaseCallback] = None) -> RawTiming:
+            on_phase: Optional[PhaseCallback] = None, announce: Optional[Announcer] = None) -> RawTiming:
+        announce = announce if announce is not None else Announcer(on_phase)
         n = generation.output_tokens
         timeout = self._timeout(generation)
         text_tokens = self._text_only_prompt_tokens(inputs.prompt, timeout)
         t_encode = clock.now_ns()
         body = self._body(self._content(inputs, inputs.prompt), n, self.form)
         client: Dict[str, Any] = {"client_encode_ms": clock.ns_to_ms(clock.now_ns() - t_encode)}
-        result, t_start, times = self._stream(body, timeout)
+        result, times = self._stream(body, timeout, announce)
         client.update(times)
+        t_start = announce.t_start
         if result.error:
             raise BackendError("server at %s: %s" % (self._where(), result.error))
         if not result.content:
@@ -400,10 +414,12 @@ class OpenAIBackend(Backend):
             n_out = len(stamps)
             warnings.append("the server sent no token counts (usage or timings): output tokens are the "
                             "number of content events, a lower bound")
-        token_times: List[int] = []
         if n_out == len(stamps):
-            token_times = stamps
+            for stamp in stamps:
+                announce.token(at=stamp)
         else:
+            for stamp in stamps:
+                announce.output(at=stamp)
             warnings.append("%d output tokens arrived in %d content events: some events carried several "
                             "tokens, so there are no per-token times (TTFT and the decode rate come from the "
                             "first and last event; every event's arrival is in engine.chunks)"
@@ -438,17 +454,14 @@ class OpenAIBackend(Backend):
             engine["server_timings"] = result.timings
         if inputs.kind == "video":
             engine["video_sent_as"] = "images"
-        return RawTiming(
-            t_start=t_start, t_preprocess_end=None, t_vision_start=None, t_vision_end=None,
-            token_times=token_times, n_input_tokens=n_in, n_visual_tokens=n_visual, n_output_tokens=n_out,
-            output_text="".join(text for _, text in result.content),
-            t_first_token=stamps[0], t_last_token=stamps[-1],
-            engine=engine, warnings=warnings,
+        return announce.timing(
+            n_input_tokens=n_in, n_visual_tokens=n_visual, n_output_tokens=n_out,
+            output_text="".join(text for _, text in result.content), engine=engine, warnings=warnings,
         )
 
     def answer(self, inputs: WorkloadInputs, prompt: str, max_new_tokens: int) -> str:
         body = self._body(self._content(inputs, prompt), max_new_tokens, "none")
-        result, _, _ = self._stream(body, 600.0)
+        result, _ = self._stream(body, 600.0)
         if result.error:
             raise BackendError("server at %s: %s" % (self._where(), result.error))
         return "".join(text for _, text in result.content).strip()
