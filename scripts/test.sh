@@ -13,6 +13,9 @@ if [ ${#need[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-bash scripts/setup-venv.sh local,dev,openvino,postgres,browser,eval
+bash scripts/setup-venv.sh local,dev,openvino,postgres,browser,eval,llamacpp,serving
+# llama.cpp (CPU) from the pinned llama-cpp-python sdist, built once and cached under .cache/llamacpp/
+LLAMACPP_BIN="$(bash scripts/build_llamacpp.sh | tail -1)"
+export LLAMACPP_BIN LLAMACPP_ROOT="$(dirname "$LLAMACPP_BIN")"
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 .venv/bin/python -m pytest -q "$@"
