@@ -342,6 +342,7 @@ def regress(
     min_persist: int = DEFAULT_MIN_PERSIST,
     window: int = DEFAULT_WINDOW,
     accuracy_samples: Optional[AccuracySamples] = None,
+    include_incomplete: bool = False,
 ) -> RegressionReport:
     """Compare the latest run of every series with ``baseline``; see the module doc.
 
@@ -373,7 +374,8 @@ def regress(
     # accuracy is not a measurement metric: asked for alone, the runs and series still come from
     # a metric every measurement has
     loaded = wanted if any(m != "accuracy" for m in wanted) else wanted + ["e2e_ms"]
-    history = load_history(store, metrics=loaded, suite=suite, devices=devices, tag=tag, include_runs=include)
+    history = load_history(store, metrics=loaded, suite=suite, devices=devices, tag=tag, include_runs=include,
+                           include_incomplete=include_incomplete)
     per_suite = dict(suite_thresholds or {})
     per_metric = dict(thresholds or {})
     baseline_order = history.order_of(spec.value) if spec.kind == "run" else None

@@ -52,7 +52,7 @@ def transport_factory(paths: Paths, inventory):
         from ..farm.transport import LocalTransport
 
         if device.transport == "local":
-            return LocalTransport()
+            return LocalTransport(device.name)
         from ..farm.ssh import SSHTransport
 
         return SSHTransport.from_device(device, known_hosts_path=known_hosts)

@@ -30,6 +30,8 @@ def regress(
     markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write a markdown summary (CI comment)."),
     junit: Optional[Path] = typer.Option(None, "--junit", help="Write JUnit XML."),
     show_all: bool = typer.Option(False, "--all", help="Also list unchanged series."),
+    include_incomplete: bool = typer.Option(False, "--include-incomplete",
+                                            help="Also judge and compare against interrupted and abandoned runs."),
 ) -> None:
     """Compare the latest runs with a baseline; exit 1 on a confirmed regression."""
     from ..analysis.regress import suite_thresholds
@@ -58,6 +60,7 @@ def regress(
             suite_thresholds=suite_thresholds(paths.suites_dir), run=run, suite=suite,
             devices=[d.strip() for d in devices.split(",")] if devices else None, tag=tag,
             min_persist=min_persist, window=window, accuracy_samples=accuracy_samples,
+            include_incomplete=include_incomplete,
         )
     finally:  # RegressError, StoreError (exit 2), StepDetectorMissing (exit 3) reach the app as they are
         if accuracy_store is not None:

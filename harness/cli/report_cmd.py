@@ -23,6 +23,8 @@ def report(
     tag: Optional[str] = typer.Option(None, "--tag", help="History: only runs with this tag."),
     last: Optional[int] = typer.Option(None, "--last", help="History: only the last N runs."),
     metric: List[str] = typer.Option([], "--metric", help="History: metrics to plot (default: the main ones)."),
+    include_incomplete: bool = typer.Option(False, "--include-incomplete",
+                                            help="History: also interrupted and abandoned runs (left out by default)."),
 ) -> None:
     """A run's report (index.html, summary.md, results.csv), the history dashboard, or a comparison."""
     paths: Paths = ctx.obj
@@ -33,7 +35,7 @@ def report(
         from ..report.history import render_history
 
         page = render_history(store, out or paths.reports_dir / "history", metrics=metric or None,
-                              suite=suite, tag=tag, last_runs=last)
+                              suite=suite, tag=tag, last_runs=last, include_incomplete=include_incomplete)
         err.print("wrote %s" % page, markup=False)
         return
     ids = run_ids or ["latest"]

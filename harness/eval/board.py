@@ -66,7 +66,7 @@ def _transport_factory(inventory: Any, results_dir: Path) -> Callable[[Any], Any
         from ..farm.transport import LocalTransport
 
         if device.transport == "local":
-            return LocalTransport()
+            return LocalTransport(device.name)
         from ..farm.ssh import SSHTransport
 
         return SSHTransport.from_device(device, known_hosts_path=known_hosts)

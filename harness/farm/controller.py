@@ -30,6 +30,10 @@ from .transport import Transport, TransportError, kill_process_group, process_st
 
 TransportFactory = Callable[[DeviceConfig], Transport]
 HEARTBEAT_STALE_S = 6.0
+# One pull reads at most this much of a board's journal (the rest comes with the next read); a
+# single line longer than this is no runner record. status.json is a few hundred bytes.
+MAX_PULL_BYTES = 8 << 20
+MAX_STATUS_BYTES = 1 << 20
 
 
 @dataclass
@@ -77,30 +81,66 @@ class DeviceFailed(FailedError, RuntimeError):
     pass
 
 
-def pull_chunk(transport: Transport, path: str, offset: int) -> Tuple[bytes, List[object]]:
-    """Complete JSON lines after ``offset`` (raw bytes and parsed records); a partly written last
-    line waits for the next pull."""
+def pull_chunk(transport: Transport, path: str, offset: int, rejected: Optional[List[str]] = None,
+               accept: Optional[Callable[[object], Optional[str]]] = None,
+               max_bytes: int = MAX_PULL_BYTES) -> Tuple[bytes, List[object]]:
+    """Complete JSON lines after ``offset`` (raw bytes and parsed records), at most ``max_bytes``;
+    a partly written last line waits for the next pull.
+
+    A line that is not a valid record (not UTF-8, not JSON, wrong field types, NaN) or that
+    ``accept`` refuses (returns a reason) is never returned: with a ``rejected`` list it is noted
+    there ("path byte N: why") and the other lines are kept; without one it raises DeviceFailed."""
     try:
-        data = transport.read_bytes(path, offset)
+        data = transport.read_bytes(path, offset, max_bytes)
     except FileNotFoundError:
         return b"", []
     end = data.rfind(b"\n")
     if end < 0:
+        if len(data) >= max_bytes:
+            raise DeviceFailed("%s: a line of more than %d bytes at byte %d is no runner record"
+                               % (path, max_bytes, offset))
         return b"", []
     chunk = data[: end + 1]
     records = []
-    for line in chunk.decode("utf-8", errors="replace").splitlines():
-        if line.strip():
-            try:
-                records.append(parse_record(line))
-            except ProtocolError as exc:
-                raise DeviceFailed("unreadable record from the runner: %s" % exc) from exc
+    position = offset
+    for raw in chunk.split(b"\n")[:-1]:
+        where, position = position, position + len(raw) + 1
+        if not raw.strip():
+            continue
+        try:
+            record = parse_record(raw.decode("utf-8"))
+            reason = accept(record) if accept is not None else None
+        except UnicodeDecodeError as exc:
+            reason = "not UTF-8 (byte 0x%02x)" % raw[exc.start]
+        except ProtocolError as exc:
+            reason = str(exc)
+        if reason is None:
+            records.append(record)
+        elif rejected is None:
+            raise DeviceFailed("unreadable record from the runner: %s byte %d: %s" % (path, where, reason))
+        else:
+            rejected.append("%s byte %d: %s" % (path, where, reason))
     return chunk, records
 
 
 def pull_records(transport: Transport, path: str, offset: int) -> Tuple[List[object], int]:
     chunk, records = pull_chunk(transport, path, offset)
     return records, offset + len(chunk)
+
+
+def confined(base: str, *parts: str) -> str:
+    """``base`` joined with ``parts``, refused (DeviceFailed) unless it stays inside ``base``: every
+    path the controller writes or pulls on a board lies under the device's workdir."""
+    path = posixpath.normpath(posixpath.join(base, *parts))
+    root = posixpath.normpath(base)
+    if path != root and not path.startswith(root.rstrip("/") + "/"):
+        raise DeviceFailed("refusing path %s: it is outside %s" % (_brief(path), root))
+    return path
+
+
+def _brief(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class DeviceJob:
@@ -137,6 +177,7 @@ class DeviceJob:
         self.integrity = ""
         self.final_status: Dict[str, object] = {}
         self.events_offset = 0
+        self.rejected: List[str] = []  # journal lines refused (corrupt, wrong types, another plan's)
         self.uploaded = 0
         self.error_kinds: List[str] = []
 
@@ -181,11 +222,12 @@ class DeviceJob:
     # -- steps ------------------------------------------------------------------------------
     def _status(self, transport: Transport) -> Optional[Dict[str, object]]:
         try:
-            return json.loads(transport.read_bytes(posixpath.join(self.run_dir, STATUS)))
+            status = json.loads(transport.read_bytes(posixpath.join(self.run_dir, STATUS), 0, MAX_STATUS_BYTES))
         except FileNotFoundError:
             return None
-        except ValueError:
+        except (ValueError, RecursionError):
             return None  # caught between write and rename on a non-atomic filesystem: next poll
+        return status if isinstance(status, dict) else None
 
     def _alive(self, transport: Transport, pid: int) -> bool:
         return process_state(transport, pid, timeout_s=self._timeout_s("ps")) is not None
@@ -196,7 +238,7 @@ class DeviceJob:
 
     def _locate(self, transport: Transport) -> None:
         self.workdir = transport.expand(self.plan.workdir)
-        self.run_dir = posixpath.join(self.workdir, "runs", self.plan.spec.run_id, self.plan.device.name)
+        self.run_dir = confined(posixpath.join(self.workdir, "runs"), self.plan.spec.run_id, self.plan.device.name)
         self.state.remote_run_dir = self.run_dir
 
     def _take_lease(self, transport: Transport, resume: bool) -> None:
@@ -244,8 +286,11 @@ class DeviceJob:
         deployed = ensure_runner(transport, plan.python, plan.workdir, self.artifact, self._timeout_s("deploy"))
         self.uploaded += deployed.uploaded_bytes
         for name, content in plan.inputs:
-            transport.put_bytes(content, posixpath.join(self.run_dir, INPUTS, name))
+            transport.put_bytes(content, confined(posixpath.join(self.run_dir, INPUTS), name))
         transport.put_bytes(plan.spec.to_json().encode("utf-8"), posixpath.join(self.run_dir, SPEC))
+        # a status.json left by an earlier runner of this run (interrupted, failed) must not be
+        # read as this runner's: until the new runner writes its own, the run is starting
+        transport.put_bytes(json.dumps({"state": "starting"}).encode("utf-8"), posixpath.join(self.run_dir, STATUS))
         pid = transport.spawn_detached(
             [plan.python, deployed.remote_path, "run", "--run-dir", self.run_dir],
             cwd=self.run_dir,
@@ -259,14 +304,39 @@ class DeviceJob:
         return pid
 
     def _pull(self, transport: Transport) -> None:
-        events, self.events_offset = pull_records(
-            transport, posixpath.join(self.run_dir, EVENTS), self.events_offset
-        )
+        # events are progress for people: a bad one is skipped, never a reason to stop
+        chunk, events = pull_chunk(transport, posixpath.join(self.run_dir, EVENTS), self.events_offset,
+                                   rejected=[])
+        self.events_offset += len(chunk)
         for event in events:
             if isinstance(event, Event):
                 self._on_event(event)
+        while self._pull_results(transport):
+            pass
+
+    def _reject_foreign(self, record: object) -> Optional[str]:
+        """Why a pulled measurement does not belong to this plan (None: it does)."""
+        if not isinstance(record, Measurement):
+            return None
+        spec = self.plan.spec
+        expected = (("run_id", spec.run_id), ("device", spec.device), ("suite", spec.suite))
+        for name, value in expected:
+            if getattr(record, name) != value:
+                return "%s %s is not this plan's %s" % (name, _brief(getattr(record, name)), _brief(value))
+        if record.variant not in {m.variant for m in spec.models}:
+            return "variant %s is not in this plan" % _brief(record.variant)
+        if record.workload not in {w.name for w in spec.workloads}:
+            return "workload %s is not in this plan" % _brief(record.workload)
+        return None
+
+    def _pull_results(self, transport: Transport) -> bool:
+        """Store the next complete records of results.jsonl; True when there may be more to read."""
         start = self.state.results_offset
-        chunk, records = pull_chunk(transport, posixpath.join(self.run_dir, RESULTS), start)
+        before = len(self.rejected)
+        chunk, records = pull_chunk(transport, posixpath.join(self.run_dir, RESULTS), start,
+                                    rejected=self.rejected, accept=self._reject_foreign)
+        for note in self.rejected[before:]:
+            self._report(message="rejected, not stored: %s" % note[:160])
         measurements = [r for r in records if isinstance(r, Measurement)]
         if chunk:
             self._mirror_write(start, chunk)
@@ -277,6 +347,7 @@ class DeviceJob:
                 if m.error_kind and m.error_kind not in self.error_kinds:
                     self.error_kinds.append(m.error_kind)
             self._report(stored=self.progress.stored + added, errors=self.progress.errors + len(errors))
+        return len(chunk) > MAX_PULL_BYTES // 2
 
     def _mirror_write(self, offset: int, chunk: bytes) -> None:
         if self.mirror is None:
@@ -314,9 +385,17 @@ class DeviceJob:
         if remote == local:
             self.integrity = "sha256 %s verified" % remote[:16]
             return
-        chunk, records = pull_chunk(transport, path, 0)
-        measurements = [r for r in records if isinstance(r, Measurement)]
-        added = self.store.add_measurements(measurements, results_offset=len(chunk), device_state=self.state)
+        chunks, added = [], 0
+        while True:  # the whole journal, one capped read at a time
+            offset = sum(len(c) for c in chunks)
+            chunk, records = pull_chunk(transport, path, offset, rejected=[], accept=self._reject_foreign)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            measurements = [r for r in records if isinstance(r, Measurement)]
+            added += self.store.add_measurements(measurements, results_offset=offset + len(chunk),
+                                                 device_state=self.state)
+        chunk = b"".join(chunks)
         self._mirror_write(0, chunk)
         if hashlib.sha256(chunk).hexdigest() != remote:
             raise DeviceFailed("results journal %s does not match the board's sha256 %s even after a full "
@@ -395,6 +474,9 @@ class DeviceJob:
                 pid = self._with_reconnect(self._start)
             self._follow(pid)
             self._with_reconnect(self._verify)
+            if self.rejected:
+                raise DeviceFailed("%d line(s) of the board's journal rejected, not stored; the first: %s"
+                                   % (len(self.rejected), self.rejected[0]))
             self.state.state = "finished"
             self.store.set_device_state(self.state)
             self._report(state="finished", message="")
@@ -420,8 +502,8 @@ class DeviceJob:
             return None
         self.state = old
         self.state.error = None
-        if old.remote_run_dir:
-            self.run_dir = old.remote_run_dir
+        if old.remote_run_dir:  # from the store: used only inside this workdir's runs/
+            self.run_dir = confined(posixpath.join(self.workdir, "runs"), old.remote_run_dir)
         self._with_reconnect(self._mirror_resync)
         pid = int(old.info.get("pid", 0)) if old.info else 0
         if old.state == "finished":

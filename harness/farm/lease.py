@@ -27,6 +27,8 @@ from ..errors import FailedError
 from .transport import Transport, TransportError
 
 LEASE_FILE = "lease.json"
+#: the run id `bench devices lock` leases a board under
+MANUAL_LOCK = "manual-lock"
 
 # $1 op (show|put|del|force)  $2 workdir  $3 the lease_id the caller expects ("-" = no lease)
 # $4 new content (put). Prints "NOW <epoch>", "TOKEN <lease_id or - >", then the content that is
@@ -170,11 +172,21 @@ def _call(transport: Transport, workdir: str, op: str, expect: str = "-", new: s
 
 def _held_message(name: str, holder: LeaseInfo, now: float, waited_s: Optional[float]) -> str:
     waited = " after waiting %.0f s" % waited_s if waited_s is not None else ""
+    if holder.run_id == MANUAL_LOCK:
+        return (
+            "%s is locked by hand%s (`bench devices lock`) by %s@%s (acquired %.0f s ago, expires in %.0f s); "
+            "--wait waits for the board; `bench devices unlock %s` releases it (--force for someone else's)"
+            % (name, waited, holder.user, holder.host, max(0.0, now - holder.acquired_at),
+               max(0.0, holder.expires_at - now), name)
+        )
+    # the run comes first: an interrupted run is continued (and its lease taken back) by resuming
+    # it, not by breaking the lock
     return (
-        "%s is leased%s by %s (acquired %.0f s ago, expires in %.0f s); use --wait to wait for "
-        "it, or if that controller is gone run `bench devices unlock %s --force`"
-        % (name, waited, holder.holder(), max(0.0, now - holder.acquired_at),
-           max(0.0, holder.expires_at - now), name)
+        "%s is leased%s by run %s (%s@%s pid %d, acquired %.0f s ago, expires in %.0f s); if that run "
+        "was interrupted or its controller is gone, `bench run --resume %s` continues it; --wait waits "
+        "for the board; `bench devices unlock %s --force` frees it"
+        % (name, waited, holder.run_id, holder.user, holder.host, holder.pid, max(0.0, now - holder.acquired_at),
+           max(0.0, holder.expires_at - now), holder.run_id, name)
     )
 
 
@@ -277,6 +289,27 @@ def _take(transport: Transport, workdir: str, owner: LeaseOwner, ttl_s: float, t
         raise LeaseError("%s: unexpected lease written by the board: %r" % (transport.name, mine_raw[:200]))
     previous = LeaseInfo.from_json(previous_raw) if previous_raw.strip() else None
     return True, state, mine, previous
+
+
+def take_over(transport: Transport, workdir: str, held: LeaseInfo, owner: LeaseOwner, ttl_s: float,
+              timeout_s: float = 90.0) -> Lease:
+    """Replace the live lease ``held`` (our own run's, left by a controller that is gone) with ours,
+    by compare-and-swap: if anyone changed the lease since ``held`` was read, LeaseHeld names them
+    and nothing is replaced."""
+    if held.run_id != owner.run_id:
+        raise LeaseError("%s: refusing to take over the lease of run %s for run %s"
+                         % (transport.name, held.run_id, owner.run_id))
+    _, state = _call(transport, workdir, "show", timeout_s=timeout_s)
+    now = state.now()
+    mine = LeaseInfo(uuid.uuid4().hex, owner.user, owner.host, owner.pid, owner.run_id,
+                     acquired_at=now, expires_at=now + ttl_s)
+    ok, state = _call(transport, workdir, "put", held.lease_id, mine.to_json(), timeout_s=timeout_s)
+    if not ok:
+        if state.info is None:
+            raise LeaseError("%s: the lease of run %s vanished while taking it over; run again"
+                             % (transport.name, held.run_id))
+        raise LeaseHeld(_held_message(transport.name, state.info, state.now(), None), state.info)
+    return Lease(transport, workdir, mine, took_over=held, timeout_s=timeout_s)
 
 
 def read_lease(

@@ -88,7 +88,9 @@ class Transport(Protocol):
 class LocalTransport:
     """The controller's own machine, through subprocess."""
 
-    name = "local"
+    def __init__(self, name: str = "local") -> None:
+        # the device's name from devices.yaml (e.g. local-3b): messages name the device, not the kind
+        self.name = name
 
     def run(
         self,

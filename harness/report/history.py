@@ -184,6 +184,7 @@ def render_history(
     tag: Optional[str] = None,
     last_runs: Optional[int] = None,
     min_rel: float = 0.03,
+    include_incomplete: bool = False,
 ) -> Path:
     """Write ``out_dir/history.html`` and return its path.
 
@@ -191,7 +192,8 @@ def render_history(
     it (e.g. nightly); ``last_runs`` the newest N; ``min_rel`` is the smallest step marked (3%).
     """
     wanted = list(metrics) if metrics else list(DASHBOARD_METRICS)
-    history = load_history(store, metrics=wanted, suite=suite, devices=devices, tag=tag, last_runs=last_runs)
+    history = load_history(store, metrics=wanted, suite=suite, devices=devices, tag=tag, last_runs=last_runs,
+                           include_incomplete=include_incomplete)
     groups = dashboard_series(history, min_rel=min_rel)
     meta = {
         "title": "edge-VLM bench history",
@@ -202,6 +204,7 @@ def render_history(
         "last": history.created_at(history.n_runs - 1) if history.n_runs else "",
         "metrics": ", ".join(wanted),
         "filters": ", ".join("%s=%s" % (k, v) for k, v in (("suite", suite), ("tag", tag), ("last runs", last_runs),
+                                                          ("interrupted/abandoned runs", "included" if include_incomplete else None),
                                                           ("devices", ",".join(devices or []) or None))
                              if v) or "none",
         "min_rel": "%.0f%%" % (100 * min_rel),

@@ -32,14 +32,14 @@ def read_completed_keys(path: str) -> Set[tuple]:
     """Keys of measurements already journalled (a restarted runner does not redo them)."""
     keys: Set[tuple] = set()
     try:
-        with open(path, encoding="utf-8") as handle:
-            for line in handle:
-                if not line.endswith("\n"):
+        with open(path, "rb") as handle:  # bytes: one undecodable line must not hide the others
+            for raw in handle:
+                if not raw.endswith(b"\n"):
                     break  # a torn last line from a crash: ignore it, it will be redone
                 try:
-                    record = parse_record(line)
-                except ProtocolError:
-                    continue
+                    record = parse_record(raw.decode("utf-8"))
+                except (ProtocolError, UnicodeDecodeError):
+                    continue  # a corrupt line: its repetition is redone
                 if isinstance(record, Measurement):
                     keys.add(record.key)
     except FileNotFoundError:
@@ -47,10 +47,37 @@ def read_completed_keys(path: str) -> Set[tuple]:
     return keys
 
 
+def drop_torn_tail(path: str) -> int:
+    """Cut a last line without its newline (a record torn by a crash; it is redone), so the next
+    record starts a line of its own instead of gluing onto the torn one. Returns bytes cut."""
+    try:
+        with open(path, "rb+") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            end = size
+            while end > 0:
+                start = max(0, end - 65536)
+                handle.seek(start)
+                block = handle.read(end - start)
+                newline = block.rfind(b"\n")
+                if newline >= 0:
+                    end = start + newline + 1
+                    break
+                end = start
+            if end < size:
+                handle.truncate(end)
+                handle.flush()
+                os.fsync(handle.fileno())
+            return size - end
+    except FileNotFoundError:
+        return 0
+
+
 class Journal:
     def __init__(self, run_dir: str, echo: Optional[TextIO] = None) -> None:
         self.run_dir = run_dir
         os.makedirs(run_dir, exist_ok=True)
+        drop_torn_tail(os.path.join(run_dir, RESULTS))
+        drop_torn_tail(os.path.join(run_dir, EVENTS))
         self._results = open(os.path.join(run_dir, RESULTS), "a", encoding="utf-8")
         self._events = open(os.path.join(run_dir, EVENTS), "a", encoding="utf-8")
         self._echo = echo

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 PROTOCOL_VERSION = 1
 MEASUREMENT_SCHEMA_VERSION = 1
@@ -243,9 +244,10 @@ class Measurement:
         if unknown:
             raise ProtocolError("measurement has unknown fields %s (newer runner?)" % unknown)
         try:
-            return cls(**data)
+            record = cls(**data)
         except TypeError as exc:
             raise ProtocolError("measurement: %s" % exc) from exc
+        return _checked(record, "measurement")
 
     @property
     def key(self) -> tuple:
@@ -291,21 +293,86 @@ class Answer:
         if unknown:
             raise ProtocolError("answer has unknown fields %s (newer runner?)" % unknown)
         try:
-            return cls(**data)
+            record = cls(**data)
         except TypeError as exc:
             raise ProtocolError("answer: %s" % exc) from exc
+        return _checked(record, "answer")
 
     @property
     def key(self) -> tuple:
         return (self.run_id, self.device, self.task, self.variant, self.request_id)
 
 
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda value: value is None or check(value)
+
+
+def _is_str(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# A record's fields by their annotation (this module's annotations are strings): a record read
+# from a journal or a board is foreign text, and a wrong type must not reach the store as is.
+_FIELD_CHECKS: Dict[str, Callable[[Any], bool]] = {
+    "str": _is_str,
+    "int": _is_int,
+    "bool": lambda value: isinstance(value, bool),
+    "float": _finite,
+    "Optional[str]": _optional(_is_str),
+    "Optional[int]": _optional(_is_int),
+    "Optional[float]": _optional(_finite),
+    "List[str]": lambda value: isinstance(value, list) and all(map(_is_str, value)),
+    "List[float]": lambda value: isinstance(value, list) and all(map(_finite, value)),
+    "Dict[str, str]": lambda value: isinstance(value, dict) and all(map(_is_str, value.values())),
+    "Dict[str, Any]": lambda value: isinstance(value, dict),
+    "Dict[str, Optional[float]]": lambda value: isinstance(value, dict) and all(
+        v is None or _finite(v) for v in value.values()),
+}
+RECORD_STATUSES = ("ok", "error")
+
+
+def _checked(record: Any, kind: str) -> Any:
+    """``record`` when every field has its annotated type (numbers finite), else ProtocolError."""
+    for item in dataclasses.fields(record):
+        check = _FIELD_CHECKS.get(str(item.type).replace("typing.", ""))
+        value = getattr(record, item.name)
+        if check is not None and not check(value):
+            raise ProtocolError("%s field %r must be %s, not %s" % (kind, item.name, item.type, _brief(value)))
+    status = getattr(record, "status", None)
+    if status is not None and status not in RECORD_STATUSES:
+        raise ProtocolError("%s field 'status' must be one of %s, not %s" % (kind, RECORD_STATUSES, _brief(status)))
+    repetition = getattr(record, "repetition", None)
+    if isinstance(repetition, int) and repetition < 0:
+        raise ProtocolError("%s field 'repetition' must be >= 0, not %d" % (kind, repetition))
+    return record
+
+
+def _brief(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError("%s is not a number a record may carry" % name)
+
+
 def parse_record(line: str) -> Any:
-    """Parse one JSON line written by the runner into an Event, a Measurement or an Answer."""
+    """Parse one JSON line written by the runner into an Event, a Measurement or an Answer.
+
+    Anything else - not JSON, NaN or Infinity, nesting past the parser's depth, a field of the
+    wrong type, a status other than ok/error - is a ProtocolError that says what was wrong."""
     try:
-        data = json.loads(line)
-    except ValueError as exc:
-        raise ProtocolError("not a JSON line: %s" % exc) from exc
+        data = json.loads(line, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError("not a JSON line: %s" % exc) from None
     if not isinstance(data, dict):
         raise ProtocolError("record must be a JSON object")
     kind = data.get("record")
@@ -317,7 +384,7 @@ def parse_record(line: str) -> Any:
         data = dict(data)
         data.pop("record")
         try:
-            return Event(**data)
+            return _checked(Event(**data), "event")
         except TypeError as exc:
             raise ProtocolError("event: %s" % exc) from exc
-    raise ProtocolError("unknown record kind %r" % kind)
+    raise ProtocolError("unknown record kind %s" % _brief(kind))

@@ -60,7 +60,8 @@ def test_concurrent_controllers_exactly_one_wins(farm: FarmInfo, connect: Connec
     won = winners[0].info
     for lost in losers:
         message = str(lost)
-        assert "%s@%s pid 4242 run %s" % (won.user, won.host, won.run_id) in message
+        assert "leased by run %s (%s@%s pid 4242," % (won.run_id, won.user, won.host) in message
+        assert "`bench run --resume %s` continues it" % won.run_id in message
         assert "expires in" in message and "bench devices unlock orin-nano --force" in message
         assert lost.holder == won
     current, _ = read_lease(connect("orin-nano"), workdir)
@@ -74,7 +75,7 @@ def test_expired_lease_is_taken_over_and_old_owner_cannot_release(
 ) -> None:
     workdir = str(Path(farm.board("agx-orin").workdir) / "expiry")
     first = acquire(connect("agx-orin"), workdir, owner("run-old"), ttl_s=3.0)
-    held = r"alice@ctl-a pid 4242 run run-old \(acquired \d+ s ago, expires in [0-3] s\)"
+    held = r"run run-old \(alice@ctl-a pid 4242, acquired \d+ s ago, expires in [0-3] s\)"
     with pytest.raises(LeaseHeld, match=held):
         acquire(connect("agx-orin"), workdir, owner("run-new", user="bob", host="ctl-b"), ttl_s=60)
     time.sleep(max(0.0, first.info.expires_at - time.time()) + 0.3)  # the board's clock is ours here
@@ -106,7 +107,7 @@ def test_wait_for_release_and_wait_timeout(farm: FarmInfo, connect: Connect) -> 
     workdir = str(Path(farm.board("rtx-pc").workdir) / "wait")
     holder = acquire(connect("rtx-pc"), workdir, owner("run-holder"), ttl_s=60)
     started = time.monotonic()
-    with pytest.raises(LeaseHeld, match="leased after waiting 1 s by alice@ctl-a"):
+    with pytest.raises(LeaseHeld, match="leased after waiting 1 s by run run-holder \\(alice@ctl-a"):
         acquire(connect("rtx-pc"), workdir, owner("run-waiter"), ttl_s=60,
                 wait=True, wait_timeout_s=1.0, poll_s=0.3)
     assert time.monotonic() - started < 5
