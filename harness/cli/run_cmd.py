@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import typer
-from rich.live import Live
 from rich.markup import escape
-from rich.table import Table
 
 from .. import __version__
 from ..config.devices import load_devices, run_settings, settings_differences
@@ -20,26 +17,10 @@ from ..plan import Paths, new_run_id, plan_run
 from ..store import RunRecord
 from ..errors import install_hint
 from ..farm.run_guard import RunGuard
+from ..report.terminal import show
 from .app import app
+from .run_display import ProgressView, accuracy_table, print_end
 from .common import EXIT_CONFIG, EXIT_FAILED, EXIT_MISSING, err, fail, open_paths_store, summary_rows, transport_factory
-
-
-def _progress_table(rows: Dict[str, object]) -> Table:
-    table = Table(title="edge-VLM bench", expand=False)
-    for column in ("device", "state", "workload", "variant", "rep", "TTFT ms", "tok/s", "stored", "errors", "message"):
-        table.add_column(column, overflow="fold")
-    for progress in rows.values():
-        rep = ""
-        if progress.repetition is not None:
-            rep = "%d/%s" % (progress.repetition + 1, progress.total or "?")
-        # boards, engines and devices.yaml write these cells: shown, never read as rich markup
-        table.add_row(*(escape(str(cell)) for cell in (
-            progress.device, progress.state, progress.workload, progress.variant, rep,
-            "%.1f" % progress.last_ttft_ms if progress.last_ttft_ms is not None else "",
-            "%.2f" % progress.last_decode_tps if progress.last_decode_tps is not None else "",
-            str(progress.stored), str(progress.errors), progress.message,
-        )))
-    return table
 
 
 def _same_settings(previous, chosen, inventory) -> None:
@@ -124,62 +105,22 @@ def run(
     err.print("run [bold]%s[/]: suite %s on %s" % (escape(run_id), escape(suite_obj.name),
                                                    escape(", ".join(p.device.name for p in plans))))
 
-    rows: Dict[str, object] = {}
-    lock = threading.Lock()
-    live = Live(_progress_table(rows), console=err, refresh_per_second=4, transient=False)
-
-    def on_progress(progress) -> None:
-        with lock:
-            rows[progress.device] = progress
-            live.update(_progress_table(rows))
-
-    with live:
+    with ProgressView(err) as view:
         outcomes = run_plans(plans, store, build_runner(), transport_factory(paths, inventory),
-                             on_progress, resume=bool(resume), mirror_dir=paths.results_dir / "pulled")
+                             view.update, resume=bool(resume), mirror_dir=paths.results_dir / "pulled")
     accuracy_results: List[dict] = []
     if session is not None:
         from ..eval.suite import score
 
         accuracy_results = score(session, run_id, paths.results_dir, notify=lambda m: err.print(m, markup=False))
-        acc_table = Table(title="accuracy (%s, %s)" % (session.config.task, session.config.metric))
-        for column in ("device", "variant", "accuracy", "95% CI", "n"):
-            acc_table.add_column(column)
-        for item in accuracy_results:
-            acc = item.get("accuracy")
-            ci = (item.get("ci_low"), item.get("ci_high"))
-            acc_table.add_row(escape(str(item.get("device"))), escape(str(item.get("variant"))),
-                              "%.3f" % acc if acc is not None else "-",
-                              "%.3f-%.3f" % ci if None not in ci else "-", str(item.get("n", "")))
-        err.print(acc_table)
+        show(err, accuracy_table(session.config.task, session.config.metric, accuracy_results))
     ok = all(o.state == "finished" and o.errors == 0 for o in outcomes)
     store.finish_run(run_id, "finished" if ok else "failed")
     records = store.measurements(run_id)
 
-    table = Table(title="outcome of run %s" % run_id)
-    for column in ("device", "state", "stored", "failed measurements", "error"):
-        table.add_column(column, overflow="fold")
-    for outcome in outcomes:
-        table.add_row(escape(outcome.device), escape(outcome.state), str(outcome.stored), str(outcome.errors),
-                      escape(outcome.error or ""))
-    err.print(table)
     failed_messages = sorted({r["error"] for r in records if r["status"] != "ok" and r.get("error")})
-    for message in failed_messages[:10]:
-        err.print("  failed: ", end="")
-        err.print(message, markup=False, highlight=False)
     summary = summary_rows(records)
-    if summary:
-        stable = Table(title="medians over measured repetitions (warm-up excluded)")
-        for column in ("device", "workload", "variant", "TTFT ms", "decode tok/s", "e2e ms", "n"):
-            stable.add_column(column)
-        index = {(s["device"], s["workload"], s["variant"], s["metric"]): s for s in summary}
-        for key in sorted({(s["device"], s["workload"], s["variant"]) for s in summary}):
-            def med(metric: str) -> str:
-                item = index.get(key + (metric,))
-                return "%.2f" % item["median"] if item and item.get("median") is not None else "-"
-            n = index.get(key + ("ttft_ms",), {}).get("n", 0)
-            stable.add_row(escape(str(key[0])), escape(str(key[1])), escape(str(key[2])), med("ttft_ms"),
-                           med("decode_tps"), med("e2e_ms"), str(n))
-        err.print(stable)
+    print_end(err, run_id, outcomes, summary, failed_messages)
     err.print("report: bench report %s" % run_id)
     if json_out:
         payload = {

@@ -25,7 +25,7 @@ from ..runner.journal import EVENTS, INPUTS, RESULTS, SPEC, STATUS
 from ..runner.protocol import Event, Measurement, ProtocolError, RunSpec, parse_record
 from ..store.sqlite import DeviceState, Store
 from .deploy import RunnerArtifact, ensure_runner, remote_sha256
-from .lease import Lease, LeaseError, LeaseHeld, LeaseOwner, acquire, force_unlock
+from .lease import Lease, LeaseError, LeaseHeld, LeaseOwner, acquire, take_over
 from .transport import Transport, TransportError, kill_process_group, process_state
 
 TransportFactory = Callable[[DeviceConfig], Transport]
@@ -57,6 +57,7 @@ class DeviceProgress:
     total: Optional[int] = None
     last_ttft_ms: Optional[float] = None
     last_decode_tps: Optional[float] = None
+    answered: str = ""  # accuracy requests answered, "done/total", while a variant answers them
     stored: int = 0
     errors: int = 0
     message: str = ""
@@ -253,10 +254,11 @@ class DeviceJob:
         except LeaseHeld as exc:
             if not (resume and exc.holder.run_id == plan.spec.run_id):
                 raise DeviceFailed(str(exc)) from None
-            # our own run's controller died holding it: resuming that run takes it back
-            force_unlock(transport, self.workdir, timeout_s=self._timeout_s("lease"))
-            self.lease = acquire(transport, self.workdir, owner, ttl_s=ttl,
-                                 timeout_s=self._timeout_s("lease"))
+            # our own run's controller died (or was interrupted) holding it: resuming that run
+            # takes it back, by compare-and-swap from exactly the lease it left
+            self.lease = take_over(transport, self.workdir, exc.holder, owner, ttl_s=ttl,
+                                   timeout_s=self._timeout_s("lease"))
+            self._report(message="took over the lease of run %s (pid %d)" % (exc.holder.run_id, exc.holder.pid))
         self.lease_renewed = time.monotonic()
 
     def _renew_lease(self) -> None:
@@ -411,8 +413,12 @@ class DeviceJob:
             changes["variant"] = event.variant
         if event.repetition is not None:
             changes["repetition"] = event.repetition
-        if "total" in event.data:
+        if event.event == "accuracy":  # answering questions: its own count, not the repetitions'
+            if "done" in event.data or "todo" in event.data:
+                changes["answered"] = "%s/%s" % (event.data.get("done", 0), event.data.get("todo", event.data.get("total")))
+        elif "total" in event.data:
             changes["total"] = event.data["total"]
+            changes["answered"] = ""
         if event.event == "repetition_done":
             changes["last_ttft_ms"] = event.data.get("ttft_ms")
             changes["last_decode_tps"] = event.data.get("decode_tps")

@@ -201,7 +201,9 @@ class SpecRunner:
         try:
             backend_cls = get_backend(spec.backend.name)
             backend = backend_cls(spec.backend.options, model)
+            load_start_ns = now_ns()
             info = backend.load()
+            load_ms = (now_ns() - load_start_ns) / 1e6
         except BackendUnavailable as exc:
             hint = install_hint(spec.backend.name)
             message = "%s%s" % (exc, "" if not hint or hint in str(exc) else "; " + hint)
@@ -225,6 +227,9 @@ class SpecRunner:
                 self.accuracy.fail_all(model, message, "engine")
             return
         provenance = self._provenance(model, info)
+        provenance["load_ms"] = round(load_ms, 3)  # engine + weights load of this variant, once per run
+        self.event("loaded", "loaded %s in %.0f ms" % (model.variant, load_ms), variant=model.variant,
+                   data={"load_ms": round(load_ms, 3)})
         try:
             for workload, inputs in zip(spec.workloads, loaded):
                 if isinstance(inputs, Exception):
@@ -237,13 +242,13 @@ class SpecRunner:
                         provenance,
                         "unsupported",
                     )
+                elif workload.concurrency > 1:  # N streams at once (runner/concurrent.py)
+                    run_concurrent_workload(self, backend, model, workload, inputs, provenance)
                 else:
                     self._run_workload(backend, model, workload, inputs, provenance)
             if self.accuracy is not None:  # the same loaded variant answers the accuracy requests
                 self.accuracy.run(backend, model, provenance)
         finally:
-                elif workload.concurrency > 1:  # N streams at once (runner/concurrent.py)
-                    run_concurrent_workload(self, backend, model, workload, inputs, provenance)
             backend.close()
 
     def _run_workload(
