@@ -7,6 +7,7 @@
       metric: exact_match       # the per-question score the table, CI and McNemar use
       reference_variant: fp32   # the variant others are compared with (default: each device's first)
       min_accuracy: 0.85        # below this a device is flagged (the canary as a smoke test)
+      margin_pp: 2              # non-inferiority margin (percentage points) for variant-pair verdicts
 
 ``SuiteConfig`` can carry it as ``accuracy: Optional[AccuracyConfig] = None``; until it does,
 ``load_suite_with_accuracy`` reads the block itself and validates the rest as a normal suite.
@@ -34,6 +35,9 @@ class AccuracyConfig(BaseModel):
     metric: str = "exact_match"
     reference_variant: Optional[str] = None
     min_accuracy: Optional[float] = Field(None, ge=0, le=1)
+    # a variant is "non-inferior" to another when the 95% paired-bootstrap CI of its accuracy change
+    # lies above -margin_pp, "inferior" when it lies below, else "inconclusive at n=N"
+    margin_pp: Optional[float] = Field(None, gt=0, le=100)
 
     def tasks_path(self, suite_file: Path) -> Path:
         path = Path(self.tasks_dir)

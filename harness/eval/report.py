@@ -23,8 +23,8 @@ from .store import AccuracyStore
 
 LATENCY = (("ttft_ms", "TTFT ms"), ("decode_tps", "decode tok/s"), ("peak_host_mb", "peak host MB"),
            ("peak_accel_mb", "peak accel MB"), ("energy_j", "energy J/query"))
-COLUMNS = ("device", "variant", "backend", "n", "accuracy", "95% CI", "delta vs ref", "McNemar p",
-           "failed") + tuple(label for _, label in LATENCY) + ("latency workload",)
+COLUMNS = ("device", "variant", "backend", "n", "accuracy", "95% CI", "delta vs ref", "delta 95% CI", "agreement",
+           "McNemar p", "verdict", "failed") + tuple(label for _, label in LATENCY) + ("latency workload",)
 
 
 @dataclass
@@ -62,6 +62,29 @@ def _p(value: Optional[float]) -> str:
     return "<0.001" if value < 0.001 else "%.3f" % value
 
 
+def _ci_pp(low: Optional[float], high: Optional[float]) -> str:
+    return "-" if low is None or high is None else "%+.1f to %+.1f pp" % (100 * low, 100 * high)
+
+
+PAIR_COLUMNS = ("device", "b", "against a", "n", "delta (b - a)", "95% CI (paired bootstrap)", "agreement",
+                "McNemar p", "verdict")
+
+
+def pair_rows(results: Sequence[Dict[str, Any]]) -> List[Dict[str, str]]:
+    """Every variant pair of every device (as scored: b against a)."""
+    rows = []
+    for result in results:
+        for pair in result.get("pairs") or []:
+            rows.append({
+                "device": result["device"], "b": pair["b"], "against a": pair["a"], "n": str(pair["n_pairs"]),
+                "delta (b - a)": "%+.1f pp" % (100 * pair["delta"]) if pair["delta"] is not None else "-",
+                "95% CI (paired bootstrap)": _ci_pp(pair["ci_low"], pair["ci_high"]),
+                "agreement": _fmt(100 * pair["agreement"]) + "%" if pair["agreement"] is not None else "-",
+                "McNemar p": _p(pair["p_value"]), "verdict": pair["verdict"],
+            })
+    return rows
+
+
 def table_rows(results: Sequence[Dict[str, Any]], measurements: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
     latency = latency_by_variant(measurements)
     rows = []
@@ -77,7 +100,10 @@ def table_rows(results: Sequence[Dict[str, Any]], measurements: Sequence[Dict[st
             "95% CI": ("%s-%s%%" % (_fmt(100 * result["ci_low"]), _fmt(100 * result["ci_high"]))
                        if result.get("ci_low") is not None else "-"),
             "delta vs ref": ("%+.1f pp" % (100 * result["delta"]) if result.get("delta") is not None and not ref else "-"),
+            "delta 95% CI": _ci_pp(result.get("delta_ci_low"), result.get("delta_ci_high")) if not ref else "-",
+            "agreement": _fmt(100 * result["agreement"]) + "%" if result.get("agreement") is not None else "-",
             "McNemar p": _p(result.get("mcnemar_p")) if not ref else "-",
+            "verdict": result.get("verdict") or "-" if not ref else "-",
             "failed": result.get("n_failed", 0),
             "latency workload": ", ".join(lat.get("workloads", [])) or "none measured",
             "_raw": {"result": result, "latency": lat},
@@ -98,6 +124,18 @@ def markdown_table(rows: Sequence[Dict[str, Any]], task: str, metric: str) -> st
               "variant on the same questions (exact binomial test under 25 discordant pairs). Latency "
               "and memory: medians over measured repetitions of the same variant in the same run. "
               "Failed answers count as wrong." % metric]
+    results = [r["_raw"]["result"] for r in rows]
+    pairs = pair_rows(results)
+    if pairs:
+        margins = sorted({r.get("margin_pp") for r in results if r.get("margin_pp") is not None})
+        lines += ["", "Variant pairs (b against a, same questions):", "",
+                  "| " + " | ".join(PAIR_COLUMNS) + " |", "|" + "---|" * len(PAIR_COLUMNS)]
+        lines += ["| " + " | ".join(p[c] for c in PAIR_COLUMNS) + " |" for p in pairs]
+        lines += ["", "Delta: b's accuracy minus a's; its 95%% CI from 10,000 paired bootstrap resamples of the "
+                  "questions. Agreement: share of questions both answered identically (normalised). Verdict "
+                  "against the suite's non-inferiority margin of %s pp: non-inferior when the whole CI lies above "
+                  "-margin, inferior when it lies below, else inconclusive at that n (more questions needed)."
+                  % (", ".join("%g" % m for m in margins) or "(none declared)")]
     types = sorted({t for r in rows for t in (r["_raw"]["result"].get("by_type") or {})})
     if types:
         lines += ["", "By question type (accuracy, n):", "",
@@ -175,7 +213,8 @@ def write_accuracy_report(run_id: str, results_dir: Path, measurements: Sequence
     with open(files["csv"], "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         raw_columns = ("device", "variant", "backend", "task", "metric", "n", "correct", "accuracy", "ci_low",
-                       "ci_high", "reference_variant", "delta", "mcnemar_p", "test", "n_failed", "emulated")
+                       "ci_high", "reference_variant", "delta", "delta_ci_low", "delta_ci_high", "agreement",
+                       "mcnemar_p", "test", "margin_pp", "verdict", "n_failed", "emulated")
         writer.writerow(raw_columns + tuple(m for m, _ in LATENCY))
         for row in rows:
             result, lat = row["_raw"]["result"], row["_raw"]["latency"]

@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
@@ -22,7 +22,7 @@ from .board import answers_by_variant, attach
 from .config import AccuracyConfig
 from .lm import BoardLM, PulledAnswers
 from .requests import EvalRequest, build_requests, load_task, offline, quiet_lm_eval
-from .stats import mcnemar_paired, wilson
+from .stats import compare_pair, mcnemar_paired, wilson
 from .store import AccuracyStore
 
 
@@ -126,8 +126,11 @@ def _by_type(scores: Dict[str, float], types: Dict[str, Any]) -> Dict[str, Dict[
     return {t: {"n": len(v), "accuracy": sum(v) / len(v)} for t, v in sorted(groups.items())}
 
 
-def compare(results: Dict[str, Dict[str, Any]], reference: str) -> None:
-    """Fill delta / McNemar p of every variant against ``reference`` (same device, same task)."""
+def compare(results: Dict[str, Dict[str, Any]], reference: str, margin_pp: Optional[float] = None) -> None:
+    """Fill delta / McNemar p of every variant against ``reference`` (same device, same task), and
+    every pair of variants (see ``_pairs``): the paired-bootstrap CI of the change, the answer
+    agreement, McNemar p and the verdict against ``margin_pp``."""
+    _pairs(results, reference, margin_pp)
     ref = results.get(reference)
     for variant, item in results.items():
         result = item["result"]
@@ -147,6 +150,29 @@ def compare(results: Dict[str, Dict[str, Any]], reference: str) -> None:
                        "only_variant_right": paired.only_variant_right, "test": paired.test})
 
 
+def _pairs(results: Dict[str, Dict[str, Any]], reference: str, margin_pp: Optional[float]) -> None:
+    """Every pair of variants once, oriented "b against a": a is the reference when the pair has
+    it, else the variant listed first. Each pair is stored in b's result; b's comparison with the
+    reference is also lifted to its top level (the main table's columns)."""
+    names = list(results)
+    answers = {v: {r["request_id"]: r["answer"] or "" for r in item["rows"]} for v, item in results.items()}
+    for name in names:
+        if name != reference:
+            results[name]["result"]["pairs"] = []
+    for i, x in enumerate(names):
+        for y in names[i + 1:]:
+            a, b = (y, x) if y == reference else (x, y)
+            if results[a]["result"]["accuracy"] is None or results[b]["result"]["accuracy"] is None:
+                continue
+            pair = asdict(compare_pair(a, b, results[a]["scores"], results[b]["scores"], answers[a], answers[b],
+                                       margin_pp))
+            results[b]["result"]["pairs"].append(pair)
+            if a == reference:
+                results[b]["result"].update({"delta_ci_low": pair["ci_low"], "delta_ci_high": pair["ci_high"],
+                                             "agreement": pair["agreement"], "verdict": pair["verdict"],
+                                             "margin_pp": margin_pp})
+
+
 def score(session: AccuracySession, run_id: str, results_dir: Path,
           notify: Optional[Callable[[str], None]] = None) -> List[Dict[str, Any]]:
     """Score every device x variant of a finished run; store samples and results; return results."""
@@ -161,7 +187,7 @@ def score(session: AccuracySession, run_id: str, results_dir: Path,
                 scored[variant] = score_variant(run_id, device, variant, session.backends.get(device, ""),
                                                 pulled.get(variant, []), config, session.tasks_dir)
             reference = config.reference_variant if config.reference_variant in variants else variants[0]
-            compare(scored, reference)
+            compare(scored, reference, config.margin_pp)
             for variant in variants:
                 item = scored[variant]
                 result = item["result"]
