@@ -8,6 +8,7 @@ import json
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,9 +19,9 @@ import yaml
 
 from harness.farm.sshd_farm import FarmInfo, farm_down, farm_up
 
-from ..conftest import BENCH, REPO, bench_env
+from ..conftest import REPO, bench_env
 from ..farm.conftest import require_sshd
-from ..store.pg_server import PgServer, start_server
+from ..store.pg_server import PgServer, _run, start_server
 
 LAB = "lab-a"
 BASE_IP = "127.0.0.40"  # away from tests/farm's 127.0.0.20 and a user's 127.0.0.2
@@ -72,12 +73,22 @@ class Team:
                               text=True, env=bench_env(), timeout=timeout)
 
     def argv(self, *args: str, devices_file: Optional[Path] = None) -> List[str]:
-        return BENCH + ["--devices-file", str(devices_file or self.devices_file), "--store", self.url] + list(args)
+        # the installed `bench` script, as a user runs it
+        return [str(Path(sys.executable).parent / "bench")] + ["--devices-file", str(devices_file or self.devices_file), "--store", self.url] + list(args)
 
     def submit(self, *args: str) -> List[Dict[str, Any]]:
+        """`bench submit --json ARGS` (the CLI, as a user runs it)."""
         proc = self.bench("submit", "--lab", LAB, "--json", *args)
         assert proc.returncode == 0, proc.stderr
         return json.loads(proc.stdout)["jobs"]
+
+    def submit_here(self, suites: List[str], boards: List[str], lab: str = LAB) -> List[Dict[str, Any]]:
+        """What `bench submit` does, in this process (a CLI start costs seconds on a loaded machine)."""
+        from harness.queue.jobs import plan_submission, submit
+
+        jobs = plan_submission(suites, boards, lab, [])
+        ids = submit(self.url, jobs)
+        return [dict(job.as_args(), job_id=i) for job, i in zip(jobs, ids)]
 
     def start_worker(self, name: str, *args: str, devices_file: Optional[Path] = None) -> subprocess.Popen:
         log = open(self.root / ("%s.log" % name), "w")
@@ -91,10 +102,11 @@ class Team:
     def log(self, name: str) -> str:
         return (self.root / ("%s.log" % name)).read_text(errors="replace")
 
-    def jobs(self, *args: str) -> Dict[int, Dict[str, Any]]:
-        proc = self.bench("queue", "--json", *args)
-        assert proc.returncode == 0, proc.stderr
-        return {j["id"]: j for j in json.loads(proc.stdout)}
+    def jobs(self) -> Dict[int, Dict[str, Any]]:
+        """What `bench queue --json` prints, read in this process."""
+        from harness.queue.jobs import list_jobs
+
+        return {j.id: j.as_dict() for j in list_jobs(self.url)}
 
     def wait_jobs(self, ids: List[int], states: tuple = ("succeeded", "failed"), timeout: float = 90.0,
                   what: str = "") -> Dict[int, Dict[str, Any]]:
@@ -149,8 +161,24 @@ def team(tmp_path: Path, pg_server: PgServer, queue_farm: FarmInfo) -> Iterator[
     (tmp_path / "suites" / "quick.yaml").write_text(QUICK % ("quick", 2))
     (tmp_path / "suites" / "long.yaml").write_text(QUICK % ("long", 10))
     url = pg_server.create_database("bench_queue_%d" % next(_names))
+    from harness.store import open_store
+
+    open_store(url).close()  # the results schema, so a test can read the store before a worker wrote
     team = Team(root=tmp_path, url=url, devices_file=farm_devices(queue_farm, tmp_path), farm=queue_farm)
     try:
         yield team
     finally:
         team.stop_workers()
+
+
+def restart_postgres(server: PgServer, down_s: float = 2.0) -> None:
+    """Restart the server as `systemctl restart postgresql` does (fast shutdown: every connection is
+    dropped, committed work is kept), down for ``down_s``, back on the same port. Not "immediate":
+    the test server runs with synchronous_commit=off, where a crash may drop acknowledged commits."""
+    data = str(server.root / "data")
+    _run(server, [str(server.bindir / "pg_ctl"), "-D", data, "-m", "fast", "-w", "stop"])
+    time.sleep(down_s)
+    options = "-h 127.0.0.1 -p %d -k %s -c fsync=off -c synchronous_commit=off -c full_page_writes=off" % (
+        server.port, server.root)
+    _run(server, [str(server.bindir / "pg_ctl"), "-D", data, "-l", str(server.root / "server.log"), "-w", "-t", "30",
+                  "-o", options, "start"])
