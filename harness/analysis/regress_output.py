@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import List, Optional
 
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
+from ..terminal import TerminalTable, num_col, show, text_col
 from .regress import MetricChange, RegressionReport
 
 _STATUS_STYLE = {"regression": "bold red", "unconfirmed": "yellow", "improvement": "green",
@@ -59,12 +59,12 @@ def verdict(report: RegressionReport) -> str:
 
 
 # -- terminal -----------------------------------------------------------------------------------
-def rich_table(report: RegressionReport, show_unchanged: bool = False) -> Table:
-    """The changes (regressions first); unchanged series only with ``show_unchanged``."""
-    table = Table(title=verdict(report), title_justify="left")
-    for column in ("status", "device", "suite / workload", "variant", "metric", "baseline", "latest", "change",
-                   "threshold", "p", "step", "provenance changes"):
-        table.add_column(column, overflow="fold")
+def rich_table(report: RegressionReport, show_unchanged: bool = False) -> TerminalTable:
+    """The changes (regressions first); unchanged series only with ``show_unchanged``. Printed by
+    `harness.report.terminal.show`: at 80 columns each change becomes a block of lines."""
+    table = TerminalTable(["status", "device", "suite / workload", "variant", "metric", num_col("baseline"),
+                           num_col("latest"), num_col("change"), num_col("threshold"), num_col("p"), text_col("step"),
+                           text_col("provenance changes")], title=verdict(report))
     for change in report.changes:
         if change.status == "unchanged" and not show_unchanged:
             continue
@@ -80,7 +80,7 @@ def rich_table(report: RegressionReport, show_unchanged: bool = False) -> Table:
 
 
 def print_report(report: RegressionReport, console: Console, show_unchanged: bool = False) -> None:
-    console.print(rich_table(report, show_unchanged))
+    show(console, rich_table(report, show_unchanged))
     counts = "%d compared, %d regression(s), %d unconfirmed, %d improvement(s), %d without baseline" % (
         len(report.changes), len(report.regressions), len(report.unconfirmed), len(report.improvements),
         len(report.no_baseline))

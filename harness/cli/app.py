@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import traceback
 from pathlib import Path
@@ -28,6 +29,9 @@ class BenchApp(typer.Typer):
             argv = kwargs.get("args") or (args[0] if args else None) or sys.argv[1:]
             if "--debug" in argv:
                 traceback.print_exc()
+            if "--json" in argv:  # a script asked for JSON: it gets a JSON error object too
+                sys.stdout.write(json.dumps({"ok": False, "error": {
+                    "message": str(exc), "exit_code": exc.exit_code, "kind": type(exc).__name__}}) + "\n")
             err.print("[bold red]error:[/] ", end="")
             err.print(str(exc), markup=False, highlight=False, soft_wrap=True)
             sys.exit(exc.exit_code)

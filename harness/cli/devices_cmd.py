@@ -9,29 +9,33 @@ from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from ..config.devices import load_devices
 from ..plan import Paths
+from ..terminal import TerminalTable, num_col, show, text_col
 from .app import devices_app
 from .common import EXIT_CONFIG, EXIT_FAILED, err, fail, inventory_of, known_hosts_path, one_device, transport_factory
 
 
 @devices_app.command("list")
-def devices_list(ctx: typer.Context) -> None:
+def devices_list(
+    ctx: typer.Context,
+    json_out: bool = typer.Option(False, "--json", help="Print the devices as JSON on stdout."),
+) -> None:
     """The devices in devices.yaml."""
     paths: Paths = ctx.obj
     inventory = load_devices(paths.devices_file)
-    table = Table()
-    for column in ("name", "type", "transport", "host", "backend", "variants", "tags"):
-        table.add_column(column, overflow="fold")
+    if json_out:
+        payload = [d.model_dump(mode="json", exclude={"password_env"}) for d in inventory.devices]
+        sys.stdout.write(json.dumps(payload, indent=1, sort_keys=True) + "\n")
+        return
+    table = TerminalTable(["name", "type", "transport", "host", "backend", text_col("variants"), text_col("tags")])
     for d in inventory.devices:
         host = "" if d.transport == "local" else ("%s:%d" % (d.host, d.port) if d.host else "(not set)")
-        # devices.yaml is not ours: its text is shown, never read as rich markup
-        table.add_row(*(escape(cell) for cell in (d.name, d.type, d.transport, host, d.backend,
-                                                  ", ".join(m.variant for m in d.models), ", ".join(d.tags))))
-    Console().print(table)
+        # cells are text, never rich markup: devices.yaml is not ours
+        table.add_row(d.name, d.type, d.transport, host, d.backend, ", ".join(m.variant for m in d.models),
+                      ", ".join(d.tags))
+    show(Console(), table)
 
 
 
@@ -79,19 +83,18 @@ def devices_check(
     if json_out:
         sys.stdout.write(json.dumps(reports, indent=1, sort_keys=True, default=str) + "\n")
     else:
-        table = Table(title="device check")
-        for column in ("device", "ok", "python", "arch", "disk free MB", "mem avail MB", "engines", "power mode", "errors"):
-            table.add_column(column, overflow="fold")
+        table = TerminalTable(["device", "ok", "python", "arch", num_col("disk free MB"), num_col("mem avail MB"),
+                               text_col("engines"), text_col("power mode"), text_col("errors")], title="device check")
         for r in reports:
             engines = ", ".join(sorted(name for name, m in (r.get("modules") or {}).items()
                                        if isinstance(m, dict) and m.get("ok")))
-            # every cell but "ok" is the board's or devices.yaml's text: shown, never read as markup
-            table.add_row(*(escape(cell) for cell in (
-                r["device"], "yes" if r.get("ok") else "NO", str(r.get("python_version") or ""),
-                str(r.get("arch") or ""), str(r.get("disk_free_mb") or ""),
-                str(r.get("mem_available_mb") or ""), engines,
-                str(r.get("power_mode") or r.get("governor") or ""), "; ".join(map(str, r.get("errors") or [])))))
-        Console().print(table)
+            # cells are text, never rich markup: the board's and devices.yaml's text
+            table.add_row(r["device"], "yes" if r.get("ok") else "NO", str(r.get("python_version") or ""),
+                          str(r.get("arch") or ""), str(r.get("disk_free_mb") or ""),
+                          str(r.get("mem_available_mb") or ""), engines,
+                          str(r.get("power_mode") or r.get("governor") or ""),
+                          "; ".join(map(str, r.get("errors") or [])))
+        show(Console(), table)
     if not all(r.get("ok") for r in reports):
         raise typer.Exit(EXIT_FAILED)
 

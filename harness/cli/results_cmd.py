@@ -9,26 +9,32 @@ from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
+from ..terminal import TerminalTable, num_col, show, text_col
 from .app import results_app
 from .common import EXIT_CONFIG, fail, open_paths_store, summary_rows
 
 
 @results_app.command("list")
-def results_list(ctx: typer.Context, limit: int = typer.Option(20, "--limit")) -> None:
+def results_list(
+    ctx: typer.Context,
+    limit: int = typer.Option(20, "--limit"),
+    json_out: bool = typer.Option(False, "--json", help="Print the runs as JSON on stdout."),
+) -> None:
     """Recent runs, newest first."""
     store = open_paths_store(ctx.obj)
-    table = Table()
-    for column in ("run", "created", "suite", "devices", "status", "measurements", "tags"):
-        table.add_column(column, overflow="fold")
-    for run_record in store.list_runs(limit=limit):
-        # tags and names come from users and devices files: shown, never read as rich markup
-        table.add_row(*(escape(cell) for cell in (
-            run_record.run_id, run_record.created_at, run_record.suite, ", ".join(run_record.devices),
-            run_record.status, str(store.count(run_record.run_id)), ", ".join(run_record.tags))))
-    Console().print(table)
+    runs = [(r, store.count(r.run_id)) for r in store.list_runs(limit=limit)]
+    if json_out:
+        payload = [dict(r.as_dict(), measurements=n) for r, n in runs]
+        sys.stdout.write(json.dumps(payload, indent=1, sort_keys=True, default=str) + "\n")
+        return
+    table = TerminalTable(["run", "created", text_col("suite"), text_col("devices"), "status",
+                           num_col("measurements"), text_col("tags")])
+    for run_record, count in runs:
+        # cells are text, never rich markup: tags and names come from users and devices files
+        table.add_row(run_record.run_id, run_record.created_at, run_record.suite, ", ".join(run_record.devices),
+                      run_record.status, str(count), ", ".join(run_record.tags))
+    show(Console(), table)
 
 
 @results_app.command("show")
