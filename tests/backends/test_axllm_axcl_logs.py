@@ -14,7 +14,11 @@ from __future__ import annotations
 
 from typing import List
 
+import pytest
+
 from harness.runner.backends._axllm_parse import Chunk, parse_cmm_table, parse_init, parse_run, prefill_chunks
+
+from .fixtures.axllm_env import tokenizer_service
 
 RADXA_IMAGE_INIT = (
     "[I][                            Init][ 162]: LLM init start\n"
@@ -146,3 +150,23 @@ def test_newer_axllm_run_reports_no_encode_time() -> None:
     assert run.text.endswith("\u573a\u666f\u3002")
     # SetKVCache's input_num_token:159 is the prompt total, not a chunk
     assert prefill_chunks(AXLLM_RUN_IMAGE_QUERY.split("ttft")[0]) == [128, 31]
+
+
+# -- through the backend (the stand-in binary prints the real format; see tests/backends/test_axllm.py) ------
+@pytest.fixture(scope="module")
+def tokenizer_url():  # type: ignore[no-untyped-def]
+    with tokenizer_service() as url:
+        yield url
+
+
+def test_backend_reports_a_missing_encode_line_as_not_reported(tmp_path, tokenizer_url) -> None:  # type: ignore[no-untyped-def]
+    from .test_axllm import _run_once
+
+    _, raw = _run_once(tmp_path, tokenizer_url, no_encode_line=True)
+    assert raw.engine["image_encode_ms"] is None and "not reported" in raw.engine["image_encode"]
+    # the after-encode build's end-to-end TTFT needs the encode time: unknown, not ttft + 0
+    assert raw.engine["ttft_ms"] is not None and raw.engine["ttft_end_to_end_ms"] is None
+    (tmp_path / "b").mkdir()
+    with_line = _run_once(tmp_path / "b", tokenizer_url)[1]
+    assert with_line.engine["ttft_end_to_end_ms"] == pytest.approx(with_line.engine["ttft_ms"]
+                                                                   + with_line.engine["image_encode_ms"])
