@@ -173,3 +173,26 @@ def test_thor_is_a_known_module() -> None:
     assert "Thor" in src.describe()["caveat"]
     total = sum_rails({"VDD_GPU": 1.0, "VDD_CPU_SOC_MSS": 2.0}, "thor")
     assert total.total_w is None and "VIN_SYS_5V0" in total.warnings[0]
+
+
+def test_pmic_placeholder_through_jtop_and_sysfs(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from harness.runner.telemetry.generic import ThermalSource
+    from harness.runner.telemetry.jetson import JtopSource
+    from tests.telemetry.helpers import write_tree
+
+    # Jetson Nano thermal zones (L4T 32.x): PMIC-Die reads a constant 100000
+    root = write_tree(tmp_path, {"/sys/class/thermal/thermal_zone0/type": "AO-therm\n",
+                                 "/sys/class/thermal/thermal_zone0/temp": "33500\n",
+                                 "/sys/class/thermal/thermal_zone4/type": "PMIC-Die\n",
+                                 "/sys/class/thermal/thermal_zone4/temp": "100000\n"})
+    values = ThermalSource({}, root=str(root)).read()
+    assert values == {"temp_c:AO-therm": 33.5}
+
+    class Client:  # jtop's temperature dict for the same board
+        power = {"rail": {"POM_5V_IN": {"power": 2545}}}
+        memory = {}
+        temperature = {"AO": {"temp": 33.5, "online": True}, "PMIC": {"temp": 100.0, "online": True}}
+        gpu = {}
+
+    read = JtopSource({}, client=Client()).read()
+    assert "temp_c:PMIC" not in read and read["temp_c:AO"] == 33.5 and read["power_w"] == 2.545

@@ -179,6 +179,8 @@ class ThermalSource(TelemetrySource):
             if milli <= -256000:  # Jetson zones that are off report -256 C
                 values["temp_c:" + name] = None
                 continue
+            if name.upper().startswith("PMIC") and milli in (100000.0, 50000.0):
+                continue  # Jetson's PMIC-Die zone: a fixed placeholder, not a temperature
             values["temp_c:" + name] = milli / 1000.0
         return values
 

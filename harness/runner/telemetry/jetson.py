@@ -24,6 +24,7 @@ from .jetson_parsers import (
     MODULES,
     TEMP_OFFLINE_C,
     RailTotal,
+    is_placeholder_temperature,
     parse_jetson_clocks_show,
     parse_nvpmodel_q,
     parse_tegrastats,
@@ -165,6 +166,8 @@ class JtopSource(TelemetrySource):
                 online = temp.get("online", True) if isinstance(temp, dict) else True
                 if celsius is None or not online or float(celsius) <= TEMP_OFFLINE_C:
                     continue
+                if is_placeholder_temperature(str(name), float(celsius)):
+                    continue  # JetPack 4's PMIC@100C: a constant, not a reading
                 values["temp_c:" + str(name)] = float(celsius)
         except Exception as exc:
             self.warn("jtop temperature unreadable: %s" % short_error(exc))

@@ -139,6 +139,14 @@ _NOT_RAILS = {"RAM", "SWAP", "IRAM", "LFB"}
 TEMP_OFFLINE_C = -256.0
 #: zones that print a constant, not a measurement (JetPack 4: PMIC@100C, PMIC@50C)
 PLACEHOLDER_ZONES = ("PMIC",)
+
+
+def is_placeholder_temperature(zone: str, celsius: float) -> bool:
+    """Jetson's PMIC-Die zone reads a constant (100 C on Nano/TX1/TX2, 50 C on others), not a temperature.
+    Outside tegrastats (jtop, sysfs) a zone named PMIC* counts as one only at those exact values."""
+    return zone.upper().startswith(PLACEHOLDER_ZONES) and celsius in (100.0, 50.0)
+
+
 #: longer lines are cut before parsing (a real line is < 1 kB; this bounds the work on garbage)
 MAX_LINE_CHARS = 16384
 #: a figure with more digits is garbage (a real one has at most 7: 4266 MHz, 124486 mW)
