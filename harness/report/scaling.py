@@ -298,7 +298,8 @@ def concurrency_plot(records: Sequence[Mapping[str, Any]]) -> Optional[Plot]:
     ax.set_xlabel("throughput (output tok/s across streams)")
     ax.set_ylabel("TTFT (ms)")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7)
+    if ax.lines:
+        ax.legend(fontsize=7, loc="upper left")
     ax_good.set_xscale("log", base=2)
     ax_good.set_xlabel("concurrent streams")
     ax_good.set_ylabel("goodput (% of requests meeting the SLO)")
