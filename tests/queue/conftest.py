@@ -163,7 +163,10 @@ def team(tmp_path: Path, pg_server: PgServer, queue_farm: FarmInfo) -> Iterator[
     url = pg_server.create_database("bench_queue_%d" % next(_names))
     from harness.store import open_store
 
+    from harness.queue.db import ensure_schema
+
     open_store(url).close()  # the results schema, so a test can read the store before a worker wrote
+    ensure_schema(url)  # and the queue's
     team = Team(root=tmp_path, url=url, devices_file=farm_devices(queue_farm, tmp_path), farm=queue_farm)
     try:
         yield team

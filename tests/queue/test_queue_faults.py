@@ -187,3 +187,37 @@ def test_postgres_restarted_mid_run_worker_reconnects_and_finishes(team: Team, p
     assert job_windows(team, [job["job_id"]])[job["job_id"]][2] == 1  # finished by the same attempt
     assert team.workers[0].poll() is None  # the worker lived through it
     assert "unreachable" in team.log("w-steady") or "not written" in team.log("w-steady")
+
+
+SCHEDULE = """\
+schedules:
+  - name: nightly
+    cron: "* * * * * */3"      # every 3 s (seconds last): a 'night' per tick, for the test
+    lab: lab-night             # no worker serves it: the night's board jobs stay queued
+    suites: [quick]
+    devices: ax650n,orin-nano
+    tags: [nightly]
+"""
+
+
+def test_two_workers_racing_at_the_periodic_tick_enqueue_one_nightly(team: Team) -> None:
+    schedule = team.root / "schedule.yaml"
+    schedule.write_text(SCHEDULE)
+    team.start_worker("w-east", "--schedule", str(schedule))
+    team.start_worker("w-west", "--schedule", str(schedule))
+    wait_for(lambda: len(team.sql("SELECT 1 FROM bench_workers")) == 2, 60, "both workers to register")
+    wait_for(lambda: len(team.sql("SELECT 1 FROM bench_nights WHERE job_ids <> '[]'")) >= 3, 60, "three nights")
+    team.stop_workers()
+    nightly = team.sql("SELECT args->>'timestamp', count(*) FROM procrastinate_jobs"
+                       " WHERE task_name = 'bench.nightly' GROUP BY 1")
+    assert len(nightly) >= 3 and all(count == 1 for _tick, count in nightly), nightly
+    nights = team.sql("SELECT period, job_ids FROM bench_nights ORDER BY period")
+    done = [n for n in nights if n[1]]
+    board_jobs = team.sql("SELECT args->>'board', args->>'tags' FROM procrastinate_jobs"
+                          " WHERE task_name = 'bench.run_board'")
+    assert len(board_jobs) == 2 * len(done)  # each night's two boards, once
+    for period, _ids in done:
+        assert sorted(b for b, tags in board_jobs if "night:%s" % period in tags) == ["ax650n", "orin-nano"]
+    ran = team.sql("SELECT DISTINCT n.worker FROM bench_job_notes n JOIN procrastinate_jobs j ON j.id = n.job_id"
+                   " WHERE j.task_name = 'bench.nightly'")
+    assert ran == [] or all(w[0] in ("w-east", "w-west", None) for w in ran)
