@@ -68,11 +68,11 @@ def controller_commit() -> str:
 
 
 def resolve_model_path(device: DeviceConfig, variant_index: int, paths: Paths,
-                       notify: Callable[[str], None]) -> str:
+                       notify: Callable[[str], None], build: bool = True) -> str:
     model = device.models[variant_index]
     if model.make is not None:
         target = paths.models_dir / ("%s-%s-seed%d" % (model.make.arch, model.make.preset, model.make.seed))
-        if (target / MARKER_NAME).is_file():
+        if (target / MARKER_NAME).is_file() or not build:  # a dry run plans the build, does not do it
             return str(target.resolve())
         try:
             from .models import make_model
@@ -81,8 +81,10 @@ def resolve_model_path(device: DeviceConfig, variant_index: int, paths: Paths,
                 "building the %s %s model needs torch and transformers (%s); %s"
                 "%s" % (model.make.arch, model.make.preset, exc, install_hint("local"))
             ) from None
-        notify("building random-weight %s (%s preset) into %s" % (model.make.arch, model.make.preset, target))
-        make_model(model.make.arch, model.make.preset, target, seed=model.make.seed)
+        notify("building random-weight %s (%s preset) into %s (once; later runs reuse it) ..."
+               % (model.make.arch, model.make.preset, target))
+        made = make_model(model.make.arch, model.make.preset, target, seed=model.make.seed)
+        notify("built %s: %.1f M parameters in %.1f s" % (target.name, made.n_parameters / 1e6, made.seconds))
         return str(target.resolve())
     assert model.path is not None
     # the reference engine emulates its model; every other local backend needs the directory
@@ -118,6 +120,7 @@ def plan_run(
     paths: Paths,
     notify: Callable[[str], None],
     run_id: Optional[str] = None,
+    build_models: bool = True,
 ) -> List[DevicePlan]:
     run_id = run_id or new_run_id()
     for device in devices:
@@ -133,7 +136,7 @@ def plan_run(
     plans = []
     for device in devices:
         models = [
-            ModelSpec(variant=m.variant, path=resolve_model_path(device, i, paths, notify),
+            ModelSpec(variant=m.variant, path=resolve_model_path(device, i, paths, notify, build_models),
                       quantization=m.quantization, options=dict(m.options))
             for i, m in enumerate(device.models)
         ]
