@@ -37,7 +37,6 @@ def regress(
     from ..analysis.regress import suite_thresholds
     from ..analysis.regress import regress as run_regress
     from ..analysis.regress_output import emit
-    from ..eval.store import FILE_NAME as ACCURACY_FILE
     from ..eval.store import AccuracyStore
 
     paths: Paths = ctx.obj
@@ -48,12 +47,10 @@ def regress(
         if wanted not in known:
             raise fail("no run is tagged %r; tags in the store: %s" % (wanted, ", ".join(known) or "(none)"),
                         EXIT_CONFIG)
-    # per-sample answers of accuracy suites (bench run --suite vqa-quant) live beside the store
-    accuracy_store = None
-    accuracy_samples = None
-    if (paths.results_dir / ACCURACY_FILE).exists():
-        accuracy_store = AccuracyStore.in_results(paths.results_dir)
-        accuracy_samples = accuracy_store.scores
+    # per-sample answers of accuracy suites (bench run --suite vqa-quant) are in the same store
+    # (a results/accuracy.sqlite from before schema 4 is imported into it first)
+    accuracy_store = AccuracyStore.in_results(paths.results_dir, store=store)
+    accuracy_samples = accuracy_store.scores if store.has_accuracy() else None
     try:
         result = run_regress(
             store, baseline=baseline, metrics=metric or None, threshold=threshold, alpha=alpha,
@@ -63,8 +60,7 @@ def regress(
             include_incomplete=include_incomplete,
         )
     finally:  # RegressError, StoreError (exit 2), StepDetectorMissing (exit 3) reach the app as they are
-        if accuracy_store is not None:
-            accuracy_store.close()
+        accuracy_store.close()
     code = emit(result, err, json_stdout=sys.stdout if json_out else None, markdown=markdown, junit=junit,
                 show_unchanged=show_all)
     raise typer.Exit(code)

@@ -46,7 +46,7 @@ def report(
         inventory = inventory_of(paths)
         target = out or paths.reports_dir / ("compare-" + "-".join(r.run_id for r in records)[:120])
         page = render_compare(store, [r.run_id for r in records], inventory, target,
-                              accuracy=_variant_accuracy(paths, [r.run_id for r in records]))
+                              accuracy=_variant_accuracy(paths, store, [r.run_id for r in records]))
         err.print("wrote %s" % page, markup=False)
         return
     from ..report import write_report
@@ -60,19 +60,17 @@ def report(
             from ..eval.report import write_accuracy_report
         except ImportError:
             continue  # no accuracy tooling installed: runs without accuracy need none
-        accuracy = write_accuracy_report(record.run_id, paths.results_dir, measurements, target)
+        accuracy = write_accuracy_report(record.run_id, paths.results_dir, measurements, target, store=store)
         if accuracy is not None:
             err.print("wrote the accuracy table and plot in %s" % target, markup=False)
 
 
-def _variant_accuracy(paths: Paths, run_ids: List[str]) -> Dict[Tuple[str, str, str], Tuple[float, str, int]]:
-    """Accuracy per (run, device, variant) from results/accuracy.sqlite; {} when there is none."""
-    from ..eval.store import FILE_NAME as ACCURACY_FILE
+def _variant_accuracy(paths: Paths, store, run_ids: List[str]) -> Dict[Tuple[str, str, str], Tuple[float, str, int]]:
+    """Accuracy per (run, device, variant) from the store (a results/accuracy.sqlite beside it is
+    imported first); {} when there is none."""
     from ..eval.store import AccuracyStore
 
-    if not (paths.results_dir / ACCURACY_FILE).exists():
-        return {}
-    accuracy = AccuracyStore.in_results(paths.results_dir)
+    accuracy = AccuracyStore.in_results(paths.results_dir, store=store)
     try:
         return accuracy.variant_accuracy(run_ids)
     finally:

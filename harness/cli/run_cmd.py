@@ -144,7 +144,8 @@ def run(
     if session is not None:
         from ..eval.suite import score
 
-        accuracy_results = score(session, run_id, paths.results_dir, notify=lambda m: err.print(m, markup=False))
+        accuracy_results = score(session, run_id, paths.results_dir, notify=lambda m: err.print(m, markup=False),
+                                 store=store)
         show(err, accuracy_table(session.config.task, session.config.metric, accuracy_results))
     ok = all(o.state == "finished" and o.errors == 0 for o in outcomes)
     store.finish_run(run_id, "finished" if ok else "failed")

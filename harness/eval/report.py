@@ -193,9 +193,10 @@ def html_fragment(rows: Sequence[Dict[str, Any]], markdown: str, png: Optional[b
 
 
 def write_accuracy_report(run_id: str, results_dir: Path, measurements: Sequence[Dict[str, Any]],
-                          out_dir: Path) -> Optional[AccuracyReport]:
-    """The accuracy files for ``run_id`` (None when the run has no accuracy results)."""
-    store = AccuracyStore.in_results(results_dir)
+                          out_dir: Path, store: Any = None) -> Optional[AccuracyReport]:
+    """The accuracy files for ``run_id`` (None when the run has no accuracy results), read from
+    ``store`` (default: results_dir/bench.sqlite)."""
+    store = AccuracyStore.in_results(results_dir, store=store)
     try:
         results = store.results(run_id)
     finally:

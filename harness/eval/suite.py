@@ -9,7 +9,7 @@
 3. ``score(session, run_id, plans, results_dir)``: for every device and variant, lm-eval
    evaluates a ``BoardLM`` over the pulled answers (its own metrics, filters and aggregation);
    per-sample answers and the variant's accuracy with a Wilson interval and a McNemar test
-   against the reference variant go to ``results/accuracy.sqlite``.
+   against the reference variant go to the results store (``accuracy_samples``, ``accuracy_results``).
 """
 
 from __future__ import annotations
@@ -174,10 +174,11 @@ def _pairs(results: Dict[str, Dict[str, Any]], reference: str, margin_pp: Option
 
 
 def score(session: AccuracySession, run_id: str, results_dir: Path,
-          notify: Optional[Callable[[str], None]] = None) -> List[Dict[str, Any]]:
-    """Score every device x variant of a finished run; store samples and results; return results."""
+          notify: Optional[Callable[[str], None]] = None, store: Any = None) -> List[Dict[str, Any]]:
+    """Score every device x variant of a finished run; store samples and results in ``store``
+    (the run's results store; default results_dir/bench.sqlite); return results."""
     config = session.config
-    store = AccuracyStore.in_results(results_dir)
+    store = AccuracyStore.in_results(results_dir, store=store)
     out: List[Dict[str, Any]] = []
     try:
         for device, variants in session.variants.items():

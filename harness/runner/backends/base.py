@@ -41,11 +41,20 @@ def read_json_file(path: str) -> Optional[Dict[str, Any]]:
     if not os.path.isfile(path):
         return None
     try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except (OSError, ValueError) as exc:
+        with open(path, "rb") as handle:
+            raw = handle.read(_MAX_JSON_BYTES + 1)
+        if len(raw) > _MAX_JSON_BYTES:
+            return {"error": "unreadable: larger than %d bytes" % _MAX_JSON_BYTES}
+        data = json.loads(raw.decode("utf-8"))
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         return {"error": "unreadable: %s" % exc}
+    except RecursionError:  # "[[[[..." nested deeper than the interpreter's stack
+        return {"error": "unreadable: nested too deeply"}
     return data if isinstance(data, dict) else {"error": "not an object"}
+
+
+#: marker / quantization JSON files are small; a bigger one is refused, not loaded
+_MAX_JSON_BYTES = 16 << 20
 
 
 def read_quantization_info(model_dir: str) -> Optional[Dict[str, Any]]:
