@@ -118,6 +118,15 @@ def test_progress_lines_rewritten_with_cr_do_not_override_the_table() -> None:
     assert parse_init(text.replace("\n", "\r\n"))["remain_cmm_mb_after_init"] == 2286
 
 
+def test_coloured_table_and_two_cards() -> None:
+    # ax-llm prints the table between MACRO_PURPLE and MACRO_END (ANSI colours on a terminal)
+    text = ("\x1b[1;35m________________________\n|    ID| remain cmm(MB)|\n========================\n"
+            "|     0|           2286|\n|     1|           7001|\n\u00af\u00af\u00af\u00af\n\x1b[0m[I][ Init][ 456]: LLM init ok\n")
+    assert parse_cmm_table(text) == {0: 2286, 1: 7001}
+    init = parse_init(text)
+    assert init["remain_cmm_mb_after_init"] == 2286 and init["remain_cmm_mb_by_device"] == {"0": 2286, "1": 7001}
+
+
 def test_table_minus_one_is_not_a_measurement() -> None:
     init = parse_init(M5_MINUS_ONE)
     assert init["remain_cmm_mb_after_init"] is None and "not visible from the host" in init["remain_cmm_note"]

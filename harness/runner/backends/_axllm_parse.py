@@ -100,7 +100,7 @@ def parse_cmm_table(text: str) -> Optional[Dict[int, Optional[int]]]:
     (the card's CMM is not visible from the host)}; the last table printed wins; None without one."""
     table: Optional[Dict[int, Optional[int]]] = None
     current: Optional[Dict[int, Optional[int]]] = None
-    for line in _lines(text):
+    for line in _lines(strip_ansi(text)):  # the table is printed in purple on a terminal
         if CMM_TABLE_HEADER_RE.search(line):
             current = {}
             table = current
