@@ -1,104 +1,66 @@
-"""Per-sample answers and per-variant accuracy, in ``results/accuracy.sqlite`` (sqlite3).
+"""Per-sample answers and per-variant accuracy, in the results store (schema 4).
 
-Kept beside the measurement store (``results/bench.sqlite``) rather than inside it so the two
-schemas evolve separately; rows join on (run_id, device, variant). Writing the same run twice
+Accuracy used to live in ``results/accuracy.sqlite`` beside the measurement store; it is now two
+tables of the store itself (``accuracy_samples``, ``accuracy_results``), on SQLite and PostgreSQL
+alike, so `bench regress`, the procurement report and the history read it from the store named by
+``--store``. Rows join the measurements on (run_id, device, variant). Writing the same run twice
 replaces its rows (scoring is deterministic: re-scoring a pulled run gives the same numbers).
+
+An existing ``results/accuracy.sqlite`` is imported into the store the first time an
+:class:`AccuracyStore` is opened over that results directory (recorded in the store's ``meta``,
+so it happens once; the file itself is left in place, untouched).
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
-SCHEMA_VERSION = 1
-FILE_NAME = "accuracy.sqlite"
+from ..store import BaseStore, open_store
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS samples (
-    run_id TEXT NOT NULL, device TEXT NOT NULL, variant TEXT NOT NULL, task TEXT NOT NULL,
-    request_id TEXT NOT NULL, doc_id INTEGER NOT NULL, question TEXT, prompt TEXT,
-    answer TEXT, raw_answer TEXT, refs TEXT, score REAL, scores TEXT,
-    status TEXT NOT NULL, error TEXT, emulated INTEGER NOT NULL DEFAULT 0,
-    input_sha256 TEXT, wall_ms REAL,
-    PRIMARY KEY (run_id, device, variant, task, request_id)
-);
-CREATE TABLE IF NOT EXISTS results (
-    run_id TEXT NOT NULL, device TEXT NOT NULL, variant TEXT NOT NULL, task TEXT NOT NULL,
-    metric TEXT NOT NULL, data TEXT NOT NULL,
-    PRIMARY KEY (run_id, device, variant, task, metric)
-);
-"""
-
-_SAMPLE_COLUMNS = ("run_id", "device", "variant", "task", "request_id", "doc_id", "question", "prompt",
-                   "answer", "raw_answer", "refs", "score", "scores", "status", "error", "emulated",
-                   "input_sha256", "wall_ms")
+FILE_NAME = "accuracy.sqlite"  # the pre-schema-4 file, imported on first open
+_IMPORTED_KEY = "imported:%s"
 
 
 class AccuracyStore:
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(self.path), timeout=30)
-        self.db.row_factory = sqlite3.Row
-        with self.db:
-            self.db.executescript(_SCHEMA)
-            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+    """Accuracy rows of one results store. ``owns``: close the store with this object."""
+
+    def __init__(self, store: BaseStore, owns: bool = False, legacy_dir: Optional[Path] = None) -> None:
+        self.store = store
+        self._owns = owns
+        self.imported: Tuple[int, int] = (0, 0)
+        if legacy_dir is not None:
+            self.imported = import_legacy(store, Path(legacy_dir))
 
     @classmethod
-    def in_results(cls, results_dir: Path) -> "AccuracyStore":
-        return cls(Path(results_dir) / FILE_NAME)
+    def in_results(cls, results_dir: Path, store: Union[BaseStore, str, Path, None] = None) -> "AccuracyStore":
+        """The store ``store`` (a store, a URL or a path; default ``results_dir/bench.sqlite``),
+        with ``results_dir/accuracy.sqlite`` imported into it if one is there."""
+        if store is None or not isinstance(store, BaseStore):
+            opened = open_store(store if store is not None else Path(results_dir) / "bench.sqlite")
+            return cls(opened, owns=True, legacy_dir=Path(results_dir))
+        return cls(store, owns=False, legacy_dir=Path(results_dir))
 
     def close(self) -> None:
-        self.db.close()
+        if self._owns:
+            self.store.close()
 
     def put_samples(self, rows: Iterable[Dict[str, Any]]) -> int:
-        values = []
-        for row in rows:
-            row = dict(row)
-            row["refs"] = json.dumps(row.get("refs") or [])
-            row["scores"] = json.dumps(row.get("scores") or {}, sort_keys=True)
-            row["emulated"] = int(bool(row.get("emulated")))
-            values.append(tuple(row.get(c) for c in _SAMPLE_COLUMNS))
-        with self.db:
-            self.db.executemany("INSERT OR REPLACE INTO samples (%s) VALUES (%s)"
-                                % (", ".join(_SAMPLE_COLUMNS), ", ".join("?" * len(_SAMPLE_COLUMNS))), values)
-        return len(values)
+        return self.store.put_accuracy_samples(rows)
 
     def put_result(self, result: Dict[str, Any]) -> None:
-        with self.db:
-            self.db.execute("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?)",
-                            (result["run_id"], result["device"], result["variant"], result["task"],
-                             result["metric"], json.dumps(result, sort_keys=True, allow_nan=False)))
+        self.store.put_accuracy_result(result)
 
     def samples(self, run_id: str, device: Optional[str] = None, variant: Optional[str] = None) -> List[Dict[str, Any]]:
-        sql, args = "SELECT * FROM samples WHERE run_id = ?", [run_id]
-        if device is not None:
-            sql, args = sql + " AND device = ?", args + [device]
-        if variant is not None:
-            sql, args = sql + " AND variant = ?", args + [variant]
-        out = []
-        for row in self.db.execute(sql + " ORDER BY device, variant, task, doc_id", args):
-            item = dict(row)
-            item["refs"] = json.loads(item["refs"] or "[]")
-            item["scores"] = json.loads(item["scores"] or "{}")
-            item["emulated"] = bool(item["emulated"])
-            out.append(item)
-        return out
+        return self.store.accuracy_samples(run_id, device, variant)
 
     def scores(self, run_id: str, device: str, variant: str) -> Dict[str, Dict[str, float]]:
         """{task: {request id: score}} of one run's device and variant; {} if it answered nothing.
 
         A request the board failed to answer scores 0 (its stored score, or 0 when it has none):
         comparisons over runs must see a variant that stops answering as getting worse."""
-        out: Dict[str, Dict[str, float]] = {}
-        rows = self.db.execute("SELECT task, request_id, score FROM samples WHERE run_id = ? AND device = ? "
-                               "AND variant = ?", (run_id, device, variant))
-        for row in rows:
-            out.setdefault(row["task"], {})[row["request_id"]] = float(row["score"] or 0.0)
-        return out
+        return self.store.accuracy_scores(run_id, device, variant)
 
     def variant_accuracy(self, run_ids: Iterable[str]) -> Dict[Tuple[str, str, str], Tuple[float, str, int]]:
         """{(run id, device, variant): (accuracy, task, questions)} for the procurement report; a
@@ -112,6 +74,22 @@ class AccuracyStore:
         return out
 
     def results(self, run_id: str) -> List[Dict[str, Any]]:
-        rows = self.db.execute("SELECT data FROM results WHERE run_id = ? ORDER BY device, task, metric, variant",
-                               (run_id,))
-        return [json.loads(r["data"]) for r in rows]
+        return self.store.accuracy_results(run_id)
+
+
+def import_legacy(store: BaseStore, results_dir: Path) -> Tuple[int, int]:
+    """Import ``results_dir/accuracy.sqlite`` once per (file, size, mtime); (samples, results) added."""
+    path = Path(results_dir) / FILE_NAME
+    if not path.is_file():
+        return (0, 0)
+    stat = path.stat()
+    stamp = json.dumps({"size": stat.st_size, "mtime_ns": stat.st_mtime_ns})
+    key = _IMPORTED_KEY % path.resolve()
+    done = store.query("SELECT value FROM meta WHERE key = :key", {"key": key})
+    if done and done[0][0] == stamp:
+        return (0, 0)
+    added = store.import_accuracy_sqlite(path)
+    with store.transaction() as tx:
+        tx.execute("INSERT INTO meta(key, value) VALUES (:key, :value)"
+                   " ON CONFLICT (key) DO UPDATE SET value = excluded.value", {"key": key, "value": stamp})
+    return added

@@ -433,3 +433,115 @@ class BaseStore:
                 contexts[sha] = json.loads(text)
         return [SeriesContext(r[0], r[1], r[2], r[3], r[4], r[5], contexts.get(r[6], {}), int(r[7]))
                 for r in rows]
+
+    # -- accuracy (schema 4): per-sample answers and per-variant results ---------------------
+    ACCURACY_SAMPLE_COLUMNS = ("run_id", "device", "variant", "task", "request_id", "doc_id", "question", "prompt",
+                               "answer", "raw_answer", "refs", "score", "scores", "status", "error", "emulated",
+                               "input_sha256", "wall_ms")
+    _ACCURACY_KEY = ("run_id", "device", "variant", "task", "request_id")
+
+    def put_accuracy_samples(self, rows: Iterable[Dict[str, Any]]) -> int:
+        """Store per-sample rows; the same (run, device, variant, task, request) again replaces
+        it (scoring is deterministic: re-scoring a pulled run gives the same rows)."""
+        columns = self.ACCURACY_SAMPLE_COLUMNS
+        values = []
+        for row in rows:
+            item = {c: row.get(c) for c in columns}
+            item["refs"] = row["refs"] if isinstance(row.get("refs"), str) else json.dumps(row.get("refs") or [])
+            item["scores"] = (row["scores"] if isinstance(row.get("scores"), str)
+                              else json.dumps(row.get("scores") or {}, sort_keys=True))
+            item["emulated"] = int(bool(row.get("emulated")))
+            values.append(item)
+        if not values:
+            return 0
+        updates = ", ".join("%s = excluded.%s" % (c, c) for c in columns if c not in self._ACCURACY_KEY)
+        with self.transaction() as tx:
+            tx.executemany(
+                "INSERT INTO accuracy_samples (%s) VALUES (%s) ON CONFLICT (%s) DO UPDATE SET %s"
+                % (", ".join(columns), ", ".join(":" + c for c in columns), ", ".join(self._ACCURACY_KEY), updates),
+                values)
+        return len(values)
+
+    def put_accuracy_result(self, result: Dict[str, Any], data: Optional[str] = None) -> None:
+        with self.transaction() as tx:
+            tx.execute(
+                "INSERT INTO accuracy_results (run_id, device, variant, task, metric, data)"
+                " VALUES (:run_id, :device, :variant, :task, :metric, :data)"
+                " ON CONFLICT (run_id, device, variant, task, metric) DO UPDATE SET data = excluded.data",
+                {"run_id": result["run_id"], "device": result["device"], "variant": result["variant"],
+                 "task": result["task"], "metric": result["metric"],
+                 "data": data if data is not None else json.dumps(result, sort_keys=True, allow_nan=False)})
+
+    def accuracy_samples(self, run_id: str, device: Optional[str] = None,
+                         variant: Optional[str] = None) -> List[Dict[str, Any]]:
+        sql = "SELECT %s FROM accuracy_samples WHERE run_id = :run_id" % ", ".join(self.ACCURACY_SAMPLE_COLUMNS)
+        params: Dict[str, Any] = {"run_id": run_id}
+        if device is not None:
+            sql += " AND device = :device"
+            params["device"] = device
+        if variant is not None:
+            sql += " AND variant = :variant"
+            params["variant"] = variant
+        out = []
+        for row in self.query(sql + " ORDER BY device, variant, task, doc_id", params):
+            item = dict(zip(self.ACCURACY_SAMPLE_COLUMNS, row))
+            item["refs"] = json.loads(item["refs"] or "[]")
+            item["scores"] = json.loads(item["scores"] or "{}")
+            item["emulated"] = bool(item["emulated"])
+            out.append(item)
+        return out
+
+    def accuracy_scores(self, run_id: str, device: str, variant: str) -> Dict[str, Dict[str, float]]:
+        """{task: {request id: score}}; an unanswered request scores 0 (its stored score or none)."""
+        out: Dict[str, Dict[str, float]] = {}
+        rows = self.query("SELECT task, request_id, score FROM accuracy_samples WHERE run_id = :run_id"
+                          " AND device = :device AND variant = :variant",
+                          {"run_id": run_id, "device": device, "variant": variant})
+        for task, request_id, score in rows:
+            out.setdefault(task, {})[request_id] = float(score or 0.0)
+        return out
+
+    def accuracy_results(self, run_id: str) -> List[Dict[str, Any]]:
+        rows = self.query("SELECT data FROM accuracy_results WHERE run_id = :run_id"
+                          " ORDER BY device, task, metric, variant", {"run_id": run_id})
+        return [json.loads(r[0]) for r in rows]
+
+    def has_accuracy(self) -> bool:
+        return bool(self.query("SELECT 1 FROM accuracy_results LIMIT 1")
+                    or self.query("SELECT 1 FROM accuracy_samples LIMIT 1"))
+
+    def import_accuracy_sqlite(self, path: Any) -> Tuple[int, int]:
+        """Import a pre-schema-4 ``results/accuracy.sqlite`` (samples, results) into this store;
+        rows the store already has are kept as they are. Returns (samples, results) imported."""
+        import sqlite3
+
+        source = sqlite3.connect("file:%s?mode=ro" % path, uri=True)
+        try:
+            columns = [r[1] for r in source.execute("PRAGMA table_info(samples)")]
+            missing = [c for c in self._ACCURACY_KEY if c not in columns]
+            if missing:
+                raise StoreError("%s is not an accuracy store (table samples lacks %s)" % (path, ", ".join(missing)))
+            wanted = [c for c in self.ACCURACY_SAMPLE_COLUMNS if c in columns]
+            rows = [dict(zip(wanted, r)) for r in source.execute("SELECT %s FROM samples" % ", ".join(wanted))]
+            results = source.execute("SELECT run_id, device, variant, task, metric, data FROM results").fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError("cannot import %s: %s" % (path, exc)) from None
+        finally:
+            source.close()
+        columns_sql = ", ".join(self.ACCURACY_SAMPLE_COLUMNS)
+        samples = [{c: row.get(c) for c in self.ACCURACY_SAMPLE_COLUMNS} for row in rows]
+        for sample in samples:
+            sample["emulated"] = int(bool(sample["emulated"]))
+        added_samples = added_results = 0
+        with self.transaction() as tx:
+            for start in range(0, len(samples), 1000):
+                added_samples += max(0, tx.executemany(
+                    "INSERT INTO accuracy_samples (%s) VALUES (%s) ON CONFLICT DO NOTHING"
+                    % (columns_sql, ", ".join(":" + c for c in self.ACCURACY_SAMPLE_COLUMNS)),
+                    samples[start:start + 1000]))
+            for run_id, device, variant, task, metric, data in results:
+                added_results += tx.execute(
+                    "INSERT INTO accuracy_results (run_id, device, variant, task, metric, data)"
+                    " VALUES (:r, :d, :v, :t, :m, :data) ON CONFLICT DO NOTHING",
+                    {"r": run_id, "d": device, "v": variant, "t": task, "m": metric, "data": data})
+        return added_samples, added_results

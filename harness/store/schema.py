@@ -22,7 +22,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Protocol, Sequence, Tuple, Union
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 DIALECT_FIELDS: Dict[str, Dict[str, str]] = {
     "sqlite": {"rowid": "", "bigint": "INTEGER", "double": "REAL", "without_rowid": " WITHOUT ROWID"},
@@ -256,6 +256,41 @@ MIGRATIONS: Dict[int, List[Step]] = {
     3: [
         "ALTER TABLE runs ADD COLUMN heartbeat_at {double}",
         "ALTER TABLE runs ADD COLUMN controller TEXT NOT NULL DEFAULT '{{}}'",
+    ],
+    # One store: accuracy (per-sample answers and per-variant results of lm-eval tasks), which
+    # lived in results/accuracy.sqlite beside the store, moves in; rows join runs on run_id.
+    # harness.eval.store imports an existing accuracy.sqlite on first open (import_accuracy_sqlite).
+    4: [
+        """CREATE TABLE accuracy_samples (
+            run_id TEXT NOT NULL,
+            device TEXT NOT NULL,
+            variant TEXT NOT NULL,
+            task TEXT NOT NULL,
+            request_id TEXT NOT NULL,
+            doc_id INTEGER NOT NULL,
+            question TEXT,
+            prompt TEXT,
+            answer TEXT,
+            raw_answer TEXT,
+            refs TEXT,
+            score {double},
+            scores TEXT,
+            status TEXT NOT NULL,
+            error TEXT,
+            emulated INTEGER NOT NULL DEFAULT 0,
+            input_sha256 TEXT,
+            wall_ms {double},
+            PRIMARY KEY (run_id, device, variant, task, request_id)
+        )""",
+        """CREATE TABLE accuracy_results (
+            run_id TEXT NOT NULL,
+            device TEXT NOT NULL,
+            variant TEXT NOT NULL,
+            task TEXT NOT NULL,
+            metric TEXT NOT NULL,
+            data TEXT NOT NULL,
+            PRIMARY KEY (run_id, device, variant, task, metric)
+        )""",
     ],
 }
 

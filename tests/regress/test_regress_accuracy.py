@@ -1,4 +1,4 @@
-"""`bench regress` reads per-sample answers from results/accuracy.sqlite and tests accuracy
+"""`bench regress` reads per-sample answers from the results store (--store) and tests accuracy
 changes with McNemar on the questions both runs answered."""
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def test_regress_flags_the_accuracy_drop_from_stored_answers(tmp_path: Path) -> 
     truth = rng.random(N_QUESTIONS) < 0.87  # greedy answers: the same questions right every night
     right = np.flatnonzero(truth)
     wrong = np.flatnonzero(~truth)
-    accuracy = AccuracyStore.in_results(tmp_path / "results")
+    accuracy = AccuracyStore.in_results(tmp_path / "results", store=store_path)  # one store: the one regressed
     for night, run_id in enumerate(runs):
         latest = night == len(runs) - 1
         for device in ("ax650n", "orin-nano", "agx-orin", "upsquared-n", "rtx-pc"):
