@@ -48,7 +48,8 @@ def test_ina3221_trees(label1: bytes, label2: bytes, volt: object, curr: object,
                      IIO + "/in_voltage1_input": volt, IIO + "/in_current1_input": curr}
         else:
             files = {HWMON + "/in1_label": label1, HWMON + "/in1_input": volt, HWMON + "/curr1_input": curr,
-                     HWMON + "/in2_label": label2, HWMON + "/in2_input": power, HWMON + "/curr2_input": curr}
+                     HWMON + "/in2_label": label2, HWMON + "/in2_input": power, HWMON + "/curr2_input": curr,
+                     "/sys/bus/i2c/drivers/ina238/2-0044/hwmon/hwmon4/power1_input": power}  # Thor's VIN
         root = tree.write(files)
         timed("ina3221 (hwmon/iio files)", _exercise, root, what="fake %s tree" % ("iio" if iio else "hwmon"))
     finally:

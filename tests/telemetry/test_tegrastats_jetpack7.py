@@ -196,3 +196,22 @@ def test_pmic_placeholder_through_jtop_and_sysfs(tmp_path) -> None:  # type: ign
 
     read = JtopSource({}, client=Client()).read()
     assert "temp_c:PMIC" not in read and read["temp_c:AO"] == 33.5 and read["power_w"] == 2.545
+
+
+def test_thor_sysfs_rails_and_the_ina238_board_input(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from harness.runner.telemetry.jetson import Ina3221Source
+    from tests.telemetry.helpers import write_tree
+
+    # Thor's INA3221 labels (VDD_GPU, VDD_CPU_SOC_MSS, VIN_SYS_5V0) and the carrier's INA238 (power1_input, uW)
+    hw = "/sys/bus/i2c/drivers/ina3221/2-0040/hwmon/hwmon1/"
+    files = {hw + "in1_label": "VDD_GPU\n", hw + "in1_input": "12040\n", hw + "curr1_input": "640\n",
+             hw + "in2_label": "VDD_CPU_SOC_MSS\n", hw + "in2_input": "12040\n", hw + "curr2_input": "960\n",
+             hw + "in3_label": "VIN_SYS_5V0\n", hw + "in3_input": "5088\n", hw + "curr3_input": "1740\n",
+             hw + "in7_label": "sum of shunt voltages\n", hw + "in7_input": "1\n"}
+    no_vin = Ina3221Source({}, root=str(write_tree(tmp_path / "a", files))).read()
+    assert no_vin["power_w"] == pytest.approx(12.04 * 0.64 + 12.04 * 0.96 + 5.088 * 1.74)
+    files["/sys/bus/i2c/drivers/ina238/2-0044/hwmon/hwmon4/power1_input"] = "26686000\n"
+    src = Ina3221Source({}, root=str(write_tree(tmp_path / "b", files)))
+    values = src.read()
+    assert values["power_w"] == pytest.approx(26.686) and values["power_w:VIN"] == pytest.approx(26.686)
+    assert src.describe()["rails_summed"] == ["VIN"]

@@ -241,6 +241,9 @@ INA3221_GLOB = "/sys/bus/i2c/drivers/ina3221/*/hwmon/hwmon*/in*_label"
 #: JetPack 4 (L4T 32.x) NVIDIA staging iio driver: rail_name_N, in_power N (mW), in_voltageN (mV),
 #: in_currentN (mA), N = 0..2 (energymon's ina3221x.c, jetson-stats power.py)
 INA3221X_GLOB = "/sys/bus/i2c/drivers/ina3221x/*/iio:device*/rail_name_*"
+#: Jetson Thor carrier: an INA238 on the board input (VIN), power1_input in microwatts (Linux ina238 hwmon
+#: driver); jtop reports it as the total (jetson_stats PR #900)
+INA238_GLOB = "/sys/bus/i2c/drivers/ina238/*/hwmon/hwmon*/power1_input"
 
 
 @register_source("ina3221")
@@ -258,6 +261,7 @@ class Ina3221Source(TelemetrySource):
         self.power_files: Dict[str, str] = {}  # rail -> power mW file (iio driver), read instead of V x I
         self.skipped: List[str] = []
         self.interface = "hwmon"
+        self.power_uw_files: Dict[str, str] = {}  # rail -> power in microwatts (INA238)
         for label_path in sorted(glob.glob(self.path(INA3221_GLOB))):
             m = re.match(r"in(\d+)_label$", os.path.basename(label_path))
             if not m:
@@ -290,6 +294,12 @@ class Ina3221Source(TelemetrySource):
                 if os.path.exists(power):
                     self.power_files[name] = power
                 self.interface = "iio (ina3221x, JetPack 4)"
+        ina238 = sorted(glob.glob(self.path(INA238_GLOB)))
+        if len(ina238) == 1 and "VIN" not in self.channels:
+            self.power_uw_files["VIN"] = ina238[0]
+            self.channels["VIN"] = ("", "")
+        elif len(ina238) > 1:
+            self.skipped.extend("%s (one of %d INA238s: which is VIN is unknown)" % (p, len(ina238)) for p in ina238)
         if not self.channels:
             raise SourceUnavailable(
                 "no INA3221 rails under %s or %s (not a Jetson, or the ina3221 driver is not loaded); "
@@ -327,6 +337,10 @@ class Ina3221Source(TelemetrySource):
         rails_w: Dict[str, Optional[float]] = {}
         for label, (volt_path, curr_path) in self.channels.items():
             try:
+                uw_path = self.power_uw_files.get(label)
+                if uw_path is not None:
+                    rails_w[label] = parse_number(read_text(uw_path)) / 1e6  # microwatts
+                    continue
                 power_path = self.power_files.get(label)
                 if power_path is not None:
                     rails_w[label] = parse_number(read_text(power_path)) / 1000.0  # mW
@@ -352,6 +366,8 @@ class Ina3221Source(TelemetrySource):
             rails[k] = {"volt_mV": v, "curr_mA": c}
             if k in self.power_files:
                 rails[k]["power_mW"] = self.power_files[k]
+            if k in self.power_uw_files:
+                rails[k] = {"power_uW": self.power_uw_files[k], "chip": "INA238 (board input)"}
         info.update({"module": self.module, "rails": rails, "skipped": self.skipped, "interface": self.interface})
         info.update(_rail_describe(self._total))
         return info
