@@ -282,8 +282,13 @@ class SpecRunner:
             try:
                 # the runner stamps every boundary and token as the backend announces it; the
                 # timestamps it measures replace any the backend returned
-                announce = Announcer()
-                raw = announce.stamped(backend.run(inputs, gen, announce=announce))
+                phases = self.sampler.mark_phase if self.sampler is not None and self.sampler.wants_phases else None
+                announce = Announcer(on_phase=phases)
+                try:
+                    raw = announce.stamped(backend.run(inputs, gen, announce=announce))
+                finally:
+                    if phases is not None:  # an emulated power source draws idle power again
+                        phases("idle")
             except BackendError as exc:
                 kind = "unsupported" if isinstance(exc, UnsupportedWorkload) else "engine"
                 self._record(workload=workload.name, variant=model.variant, repetition=repetition,

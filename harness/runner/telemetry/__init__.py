@@ -17,7 +17,7 @@ the source that needs them; without them the source reports itself unavailable.
 
 from __future__ import annotations
 
-from . import ax650n, generic, jetson, meter, nvml, rapl  # noqa: F401  (register the sources)
+from . import ax650n, emulated, generic, jetson, meter, nvml, rapl  # noqa: F401  (register the sources)
 from .base import (
     CommandRunner,
     SourceConfigError,

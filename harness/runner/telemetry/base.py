@@ -169,6 +169,8 @@ class TelemetrySource:
     options: Dict[str, Any] = {}
     #: minimum seconds between two reads (None: the sampler's rate); "interval_s" overrides it
     default_interval_s: Optional[float] = None
+    #: told when a query's phase begins (on_phase): only an emulated source needs to know
+    phase_aware = False
 
     def __init__(
         self,
@@ -249,6 +251,10 @@ class TelemetrySource:
             "counter": self.counter,
             "interval_s": self.interval_s,
         }
+
+    def on_phase(self, phase: str) -> None:
+        """A phase began (preprocess, vision_encode, prefill, decode) or the query ended (idle).
+        Real sensors measure whatever happens and ignore this."""
 
     def close(self) -> None:
         """Release what the source holds (processes, handles); safe to call twice."""

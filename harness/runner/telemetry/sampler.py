@@ -210,6 +210,29 @@ class Sampler:
             with self._lock:
                 self._traces[label].append(Sample(t, clean, tuple(warnings)))
 
+    @property
+    def wants_phases(self) -> bool:
+        """Some source must be told the query's phases (an emulated power source)."""
+        return any(src.phase_aware for src in self.sources)
+
+    def mark_phase(self, phase: str) -> None:
+        """Tell phase-aware sources that ``phase`` begins ("idle" after a query), and record one
+        sample of each at that instant, so a piecewise power curve is integrated exactly at the
+        boundary instead of interpolated across it."""
+        for src in self.sources:
+            if not src.phase_aware:
+                continue
+            src.on_phase(phase)
+            if not src.sampled or src.label not in self._traces:
+                continue
+            with self._read_lock:
+                values: Dict[str, Any] = dict(src.read())
+            stamp = values.pop(TIMESTAMP_KEY, None)
+            t = int(stamp) if isinstance(stamp, int) and not isinstance(stamp, bool) else self.clock()
+            clean = {key: _finite(value) for key, value in values.items()}
+            with self._lock:
+                self._traces[src.label].append(Sample(t, clean, ()))
+
     def trace(self, label: str) -> List[Sample]:
         """A copy of one source's trace (for plots of power over time)."""
         with self._lock:
