@@ -22,6 +22,7 @@ from harness.analysis.procurement import CRITERIA, AccuracyByVariant, BoardFigur
 from harness.store.base import BaseStore
 
 from .history import figure_png, page_environment, plain, png_data_uri
+from .scaling import scaling_plots
 
 COMPARE_TEMPLATE = "compare.html.j2"
 COMPARE_FILE = "compare.html"
@@ -128,6 +129,8 @@ def render_compare(store: BaseStore, run_ids: Sequence[str], devices_inventory: 
     html = page_environment().get_template(COMPARE_TEMPLATE).render(
         report=report, workloads=workloads, criteria=CRITERIA,
         pareto_uri=png_data_uri(png) if png else None,
+        scaling=[{"title": p.title, "uri": png_data_uri(p.png) if p.png else None, "caption": p.caption,
+                  "details": p.details} for p in scaling_plots([m for run_id in run_ids for m in store.measurements(run_id)])],
         generated_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), store=store.location,
     )
     out = Path(out_dir)
