@@ -22,6 +22,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 from .plots import Plot, _png, plain
 
@@ -41,6 +42,14 @@ CONCURRENCY_CAPTION = (
     "over every measured request of the level. Goodput: the share of measured requests meeting every "
     "SLO bound (a failed request misses it). Dashed line: the SLO's TTFT bound."
 )
+
+
+def _label_points(ax, xs: Sequence[float]) -> None:
+    """Log x axis labelled at the measured points only (matplotlib's minor labels collide)."""
+    ticks = sorted(set(xs))
+    ax.set_xticks(ticks)
+    ax.set_xticklabels(["%g" % t for t in ticks])
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def _measured(records: Iterable[Mapping[str, Any]]) -> List[Mapping[str, Any]]:
@@ -144,6 +153,7 @@ def visual_token_scaling(records: Sequence[Mapping[str, Any]]) -> Optional[Plot]
                 ", ".join("%d tok %.1f ms" % (x, y) for x, y in zip(xs, ys))))
         ax.set_xscale("log")
         ax.set_yscale("log")
+        _label_points(ax, [p.x for rows in points.values() for p in rows])
         ax.set_xlabel("visual tokens")
         ax.set_ylabel(ylabel)
         ax.grid(True, which="both", alpha=0.3)
@@ -172,6 +182,7 @@ def decode_vs_context(records: Sequence[Mapping[str, Any]]) -> Optional[Plot]:
         details.append("decode tok/s vs input tokens, %s: %s" % (
             " / ".join(group), ", ".join("%d tok %.1f tok/s" % (x, y) for x, y in zip(xs, ys))))
     ax.set_xscale("log")
+    _label_points(ax, [p.x for rows in points.values() for p in rows])
     ax.set_xlabel("context (input tokens)")
     ax.set_ylabel("decode tok/s")
     ax.grid(True, which="both", alpha=0.3)
