@@ -119,7 +119,7 @@ def show(console: Console, table: TerminalTable) -> None:
                 color_system=None, force_terminal=False).print(rendered)
         return
     if table.unsplittable_width() > console.width:
-        console.print(table.records(), soft_wrap=True)
+        console.print(table.records())
         return
     console.print(table.table())
 
@@ -129,3 +129,8 @@ def fmt(value: Optional[float], digits: int = 1) -> str:
     if value is None:
         return "-"
     return ("%." + str(digits) + "f") % value
+
+
+def say(console: Console, text: Union[str, Text]) -> None:
+    """A line of free text: word-wrapped on a terminal, one line through a pipe (for grep)."""
+    console.print(text if isinstance(text, Text) else Text(text), soft_wrap=not console.is_terminal)

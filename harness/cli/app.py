@@ -33,7 +33,7 @@ class BenchApp(typer.Typer):
                 sys.stdout.write(json.dumps({"ok": False, "error": {
                     "message": str(exc), "exit_code": exc.exit_code, "kind": type(exc).__name__}}) + "\n")
             err.print("[bold red]error:[/] ", end="")
-            err.print(str(exc), markup=False, highlight=False, soft_wrap=True)
+            err.print(str(exc), markup=False, highlight=False, soft_wrap=not err.is_terminal)
             sys.exit(exc.exit_code)
 
 

@@ -21,7 +21,7 @@ from ..errors import install_hint
 from ..farm.run_guard import RunGuard
 from ..config.adhoc import adhoc_inventory
 from ..config.overrides import apply_overrides, collect_overrides
-from ..terminal import TerminalTable, num_col, show, text_col
+from ..terminal import TerminalTable, num_col, say, show, text_col
 from .app import app
 from .run_display import ProgressView, accuracy_table, print_end
 from .common import EXIT_CONFIG, EXIT_FAILED, EXIT_MISSING, err, fail, open_paths_store, summary_rows, transport_factory
@@ -189,7 +189,7 @@ def _print_dry_run(plans, store, suite: str, overrides: dict, json_out: bool) ->
     show(err, table)
     for e in estimates:
         for m in e.models:
-            err.print(Text("  %s / %s: %s" % (e.device, m["variant"], m["path"])), soft_wrap=True)
+            say(err, "  %s / %s: %s" % (e.device, m["variant"], m["path"]))
     total = total_seconds(estimates)
     if overrides:
         err.print(Text("overrides: " + ", ".join("%s=%s" % item for item in sorted(overrides.items()))))

@@ -15,7 +15,8 @@ from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.text import Text
 
-from ..report.terminal import TerminalTable, num_col, show, text_col
+from ..analysis.noise import NOISY_CV, NOT_A_BASIS, is_noisy
+from ..terminal import TerminalTable, num_col, say, show, text_col
 
 # the live view lists at most this many boards: the busiest first, then a count of the rest by state
 LIVE_ROWS = 30
@@ -127,7 +128,7 @@ def medians_table(summary: List[dict]) -> Optional[TerminalTable]:
     if not summary:
         return None
     table = TerminalTable(["device", "workload", "variant", num_col("TTFT ms"), num_col("decode tok/s"),
-                           num_col("e2e ms"), num_col("n")],
+                           num_col("e2e ms"), num_col("n"), text_col("noise")],
                           title="medians over measured repetitions (warm-up excluded)")
     index = {(s["device"], s["workload"], s["variant"], s["metric"]): s for s in summary}
     for key in sorted({(s["device"], s["workload"], s["variant"]) for s in summary}):
@@ -136,8 +137,27 @@ def medians_table(summary: List[dict]) -> Optional[TerminalTable]:
             return "%.2f" % item["median"] if item and item.get("median") is not None else "-"
         n = index.get(key + ("ttft_ms",), {}).get("n", 0)
         table.add_row(str(key[0]), str(key[1]), str(key[2]), med("ttft_ms"), med("decode_tps"), med("e2e_ms"),
-                      str(n))
+                      str(n), noise_cell([index.get(key + (m,)) or {} for m in ("ttft_ms", "decode_tps", "e2e_ms")]))
     return table
+
+
+def noise_cell(items: Sequence[dict]) -> str:
+    """"noisy (CV 46%)" past the CV threshold, "3/5 disturbed" when other work disturbed
+    repetitions (analysis/noise.py), "ok" otherwise, "-" without an interference record."""
+    cvs = [item.get("cv") for item in items if item.get("cv") is not None]
+    parts = []
+    if any(is_noisy(cv) for cv in cvs):
+        parts.append("noisy (CV %.0f%%)" % (100 * max(cvs)))
+    first = items[0] if items else {}
+    if first.get("n_disturbed"):
+        parts.append("%d/%d disturbed" % (first["n_disturbed"], first.get("n_interference_checked", 0)))
+    if parts:
+        return ", ".join(parts)
+    return "ok" if first.get("n_interference_checked") else "-"
+
+
+NOISE_FOOTNOTE = ("noise: noisy = CV over %.0f%%, %s; disturbed = other processes used >= 10%% of the CPU "
+                  "(or steal >= 5%%) during the repetition; details in the report" % (100 * NOISY_CV, NOT_A_BASIS))
 
 
 def accuracy_table(task: str, metric: str, results: List[dict]) -> TerminalTable:
@@ -155,7 +175,8 @@ def print_end(console: Console, run_id: str, outcomes: Sequence[object], summary
               failed_messages: Sequence[str]) -> None:
     show(console, outcome_table(run_id, outcomes))
     for message in list(failed_messages)[:10]:
-        console.print(Text("  failed: " + message), soft_wrap=True)
+        say(console, "  failed: " + message)
     medians = medians_table(summary)
     if medians is not None:
         show(console, medians)
+        say(console, NOISE_FOOTNOTE)
