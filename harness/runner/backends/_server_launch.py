@@ -55,12 +55,14 @@ class ServerProcess:
 
 
 def _answers(host: str, port: int, path: str) -> bool:
+    """An HTTP answer that is not "still loading" (502-504): a 401 from a server with an API key
+    counts, since the key is the backend's business, not the launcher's."""
     conn = http.client.HTTPConnection(host, port, timeout=2.0)
     try:
         conn.request("GET", path)
         response = conn.getresponse()
         response.read()
-        return response.status == 200
+        return response.status not in (502, 503, 504)
     except (OSError, http.client.HTTPException):
         return False
     finally:
@@ -76,7 +78,7 @@ def start_server(
     env: Optional[Dict[str, str]] = None,
     log_dir: Optional[str] = None,
 ) -> ServerProcess:
-    """Run ``cmd`` and return once GET ``ready_path`` answers 200; raise a BackendError otherwise."""
+    """Run ``cmd`` and return once GET ``ready_path`` answers; raise a BackendError otherwise."""
     if not cmd:
         raise BackendError("launch: empty command")
     executable = cmd[0]
