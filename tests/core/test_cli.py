@@ -56,8 +56,9 @@ def test_run_json_is_machine_readable(project: Path) -> None:
     assert len(records[0]["input_sha256"]) == 64
     ttft = [s for s in payload["summary"] if s["metric"] == "ttft_ms"][0]
     assert ttft["n"] == 5 and ttft["device"] == "emu"
-    # rtx profile image TTFT: 10 + 12 + 18 ms (the 1% truth test is test_timing_truth.py)
-    assert abs(ttft["median"] - 40.0) <= 4.0
+    # rtx profile image TTFT: 10 + 12 + 18 ms, paced by the engine process, so never less; later by
+    # wake-ups on a loaded box (the bounds and why: test_timing_truth.py)
+    assert 40.0 <= ttft["median"] <= 40.0 * 1.01 + 25.0
     assert payload["devices"][0]["state"] == "finished"
 
 

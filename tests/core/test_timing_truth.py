@@ -229,11 +229,12 @@ def test_inter_token_gaps_follow_a_configured_pattern(tmp_path: Path) -> None:
                                   reps=5, warmup=0, tokens=31)
     gaps = [pattern[i % 3] for i in range(30)]
     assert truth_violations(records, Pacing(10.0, 20.0, 30.0, gaps), wall_ms) == []
-    # ten of each gap: p50 is 10 ms, p90 30 ms; a gap is the difference of two wake-ups, so it
-    # moves either way, but with 10 of each, a late one shifts a percentile only by its neighbour
+    # ten of each gap: p50 is 10 ms, p90 30 ms. A gap is the difference of two wake-ups, so it
+    # moves either way (the one-sided check of every token's time is truth_violations above); this
+    # only shows the pattern reaches the percentiles: 5 ms either way keeps 5, 10 and 30 apart
     for name, want in (("itl_p50_ms", 10.0), ("itl_p90_ms", 30.0)):
         median = statistics.median(r["metrics"][name] for r in records)
-        assert abs(median - want) <= REL * want + 2.0, (name, median)
+        assert abs(median - want) <= REL * want + 5.0, (name, median)
 
 
 @pytest.mark.parametrize("profile", ["ax650n", "orin-nano", "agx-orin", "upsquared-n", "rtx"])

@@ -118,7 +118,10 @@ def test_full_run_over_ssh_stores_what_a_local_run_would(farm: FarmInfo, project
         assert set(local_r["metrics"]) == set(remote_r["metrics"])
         for name in ("n_input_tokens", "n_visual_tokens", "n_output_tokens"):
             assert local_r["metrics"][name] == remote_r["metrics"][name]
-        assert remote_r["metrics"]["ttft_ms"] == pytest.approx(local_r["metrics"]["ttft_ms"], rel=0.15)
+        # both measured against the same kernel-timer-paced engine: never below its configured TTFT
+        # (ax650n video, 5400 ms x 0.02), later only by wake-ups (bounds: tests/core/test_timing_truth.py)
+        for record in (local_r, remote_r):
+            assert 108.0 <= record["metrics"]["ttft_ms"] <= 108.0 * 1.01 + 100.0, record["metrics"]
         assert remote_r["provenance"]["emulated"] is True
 
 
