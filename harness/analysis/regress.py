@@ -50,6 +50,7 @@ from harness.store.base import BaseStore, StoreError
 
 from ..errors import UsageError
 from .history import History, ProvenanceChange, detect_steps, load_history, provenance_diff
+from .noise import coefficient_of_variation, is_noisy, noisy_text
 
 DEFAULT_THRESHOLD = 0.05
 DEFAULT_ALPHA = 0.01
@@ -172,6 +173,10 @@ class MetricChange:
     worse: Optional[bool] = None  # the direction of the change: True worse, False better
     emulated: bool = False
     test: str = "Mann-Whitney U"
+    # CV of the latest run's / the baseline's repetitions; noisy past analysis.noise.NOISY_CV
+    latest_cv: Optional[float] = None
+    baseline_cv: Optional[float] = None
+    noisy: bool = False
 
     @property
     def series(self) -> str:
@@ -488,10 +493,19 @@ def regress(
                 status = kind if step.confirmed else "unconfirmed"
                 reason = "%+.1f%% (threshold %.1f%%), Mann-Whitney U p=%.3g%s; %s" % (
                     100 * rel, 100 * thr, p, note, step.note or "step detector agrees")
+        cvs = (coefficient_of_variation(latest_reps.tolist()), coefficient_of_variation(base_reps.tolist()))
+        noisy = any(is_noisy(cv) for cv in cvs)
+        if noisy and status in ("regression", "improvement", "unconfirmed"):
+            # a change in a series this noisy is listed, never acted on: it does not fail the job
+            status = "unconfirmed"
+            worst = max(cv for cv in cvs if cv is not None)
+            step.note = noisy_text(worst) + ("; " + step.note if step.note else "")
+            reason = noisy_text(worst) + "; " + reason
         changes.append(MetricChange(
             status=status, baseline_runs=base_ids, baseline_median=base_level, latest_median=latest_level,
             rel_change=rel, p_value=p, n_baseline=int(base_reps.size), n_latest=int(latest_reps.size),
-            step=step, provenance_changes=prov, reason=reason, worse=sign > 0, **common))
+            step=step, provenance_changes=prov, reason=reason, worse=sign > 0, latest_cv=cvs[0],
+            baseline_cv=cvs[1], noisy=noisy, **common))
 
     if accuracy_samples is not None and "accuracy" in wanted:
         changes.extend(_accuracy_changes(history, plans, accuracy_samples, threshold, per_metric, per_suite,

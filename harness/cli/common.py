@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List
+from typing import Dict, List
 
 from rich.console import Console
 
@@ -66,4 +66,16 @@ def summary_rows(records: List[dict]) -> List[dict]:
     if not records:
         return []
     frame = summary_frame(measurements_frame(records))
-    return json.loads(frame.to_json(orient="records"))
+    rows = json.loads(frame.to_json(orient="records"))
+    # how many measured repetitions other work disturbed (runner's provenance.interference)
+    from ..analysis.noise import disturbance
+
+    groups: Dict[tuple, List[dict]] = {}
+    for record in records:
+        groups.setdefault((record.get("device"), record.get("workload"), record.get("variant")), []).append(record)
+    found = {key: disturbance(items) for key, items in groups.items()}
+    for row in rows:
+        item = found.get((row.get("device"), row.get("workload"), row.get("variant")))
+        if item is not None:
+            row["n_disturbed"], row["n_interference_checked"] = item.n_disturbed, item.n_checked
+    return rows

@@ -54,13 +54,16 @@ def report(
     for record in records:
         target = out if (out and len(records) == 1) else paths.reports_dir / record.run_id
         measurements = store.measurements(record.run_id)
-        written = write_report(record.as_dict(), measurements, target)
-        err.print("wrote %s, %s, %s" % (written.index_html, written.summary_md, written.results_csv), markup=False)
+        accuracy = None
         try:
             from ..eval.report import write_accuracy_report
         except ImportError:
-            continue  # no accuracy tooling installed: runs without accuracy need none
-        accuracy = write_accuracy_report(record.run_id, paths.results_dir, measurements, target, store=store)
+            pass  # no accuracy tooling installed: runs without accuracy need none
+        else:  # first, so index.html can link to accuracy.html
+            accuracy = write_accuracy_report(record.run_id, paths.results_dir, measurements, target, store=store)
+        written = write_report(record.as_dict(), measurements, target,
+                               accuracy_page="accuracy.html" if accuracy is not None else None)
+        err.print("wrote %s, %s, %s" % (written.index_html, written.summary_md, written.results_csv), markup=False)
         if accuracy is not None:
             err.print("wrote the accuracy table and plot in %s" % target, markup=False)
 

@@ -14,6 +14,7 @@ import base64
 import csv
 import html
 import io
+import re
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,7 +169,9 @@ def plot_png(rows: Sequence[Dict[str, Any]]) -> Optional[bytes]:
         y = 100 * result["accuracy"]
         low = 100 * result["ci_low"] if result.get("ci_low") is not None else y
         high = 100 * result["ci_high"] if result.get("ci_high") is not None else y
-        ax.errorbar([lat["ttft_ms"]], [y], yerr=[[y - low], [high - y]], fmt="o", capsize=4)
+        # a Wilson bound is a float: at 0% its lower end is ~1e-19, not 0.0, and errorbar refuses
+        # the negative whisker that leaves; clamp rounding, not data
+        ax.errorbar([lat["ttft_ms"]], [y], yerr=[[max(y - low, 0.0)], [max(high - y, 0.0)]], fmt="o", capsize=4)
         ax.annotate("%s/%s" % (result["device"], result["variant"]), (lat["ttft_ms"], y),
                     textcoords="offset points", xytext=(6, 4), fontsize=8)
     ax.set_xlabel("median TTFT (ms), same run")
@@ -180,16 +183,58 @@ def plot_png(rows: Sequence[Dict[str, Any]]) -> Optional[bytes]:
     return buffer.getvalue()
 
 
+_CELL_SPLIT = re.compile(r"(?<!\\)\|")
+
+
+def _markdown_cells(line: str) -> List[str]:
+    cells = _CELL_SPLIT.split(line.strip())[1:-1]  # the line starts and ends with "|"
+    return [c.strip().replace("\\|", "|") for c in cells]
+
+
+def markdown_to_html(markdown: str) -> str:
+    """The accuracy markdown (headings, GFM tables, paragraphs) as escaped HTML: every table the
+    markdown has, the HTML has (the main one, variant pairs, by question type)."""
+    out: List[str] = []
+    lines = markdown.strip().splitlines()
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        if line.startswith("#"):
+            level = min(len(line) - len(line.lstrip("#")), 6)
+            out.append("<h%d>%s</h%d>" % (level, html.escape(line.lstrip("# ")), level))
+        elif line.startswith("|"):
+            block = []
+            while index < len(lines) and lines[index].startswith("|"):
+                block.append(lines[index])
+                index += 1
+            head, body = _markdown_cells(block[0]), [_markdown_cells(b) for b in block[2:]]
+            out.append("<table><thead><tr>%s</tr></thead><tbody>%s</tbody></table>" % (
+                "".join("<th>%s</th>" % html.escape(c) for c in head),
+                "".join("<tr>%s</tr>" % "".join("<td>%s</td>" % html.escape(c) for c in row) for row in body)))
+            continue
+        elif line.strip():
+            out.append("<p>%s</p>" % html.escape(line))
+        index += 1
+    return "\n".join(out)
+
+
+ACCURACY_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 auto; max-width: 1280px;
+       padding: 1rem 1.5rem 3rem; color: #1d1d1f; line-height: 1.4; }
+h2 { border-bottom: 2px solid #ddd; padding-bottom: .2rem; }
+.scroll { overflow-x: auto; }
+table { border-collapse: collapse; margin: .6rem 0 1.2rem; font-size: .86rem; }
+th, td { border: 1px solid #d0d0d0; padding: .25rem .5rem; text-align: left; vertical-align: top; }
+th { background: #f3f3f5; } p { max-width: 60rem; } img { max-width: 100%; border: 1px solid #eee; }
+"""
+
+
 def html_fragment(rows: Sequence[Dict[str, Any]], markdown: str, png: Optional[bytes]) -> str:
-    head = "".join("<th>%s</th>" % html.escape(c) for c in COLUMNS)
-    body = "".join("<tr>%s</tr>" % "".join("<td>%s</td>" % html.escape(str(r[c])) for c in COLUMNS) for r in rows)
-    notes = "".join("<p>%s</p>" % html.escape(line) for line in markdown.strip().splitlines()[len(rows) + 4:]
-                    if line and not line.startswith("|"))
     image = ('<img alt="accuracy vs latency" src="data:image/png;base64,%s">' % base64.b64encode(png).decode()
              if png else "<p>No plot: no variant has both an accuracy and a TTFT.</p>")
-    title = html.escape(markdown.splitlines()[0].lstrip("# "))
-    return ('<section id="accuracy"><h2>%s</h2><table><thead><tr>%s</tr></thead><tbody>%s</tbody></table>%s%s</section>'
-            % (title, head, body, notes, image))
+    body = markdown_to_html(markdown).replace("<table>", '<div class="scroll"><table>').replace(
+        "</table>", "</table></div>")
+    return '<section id="accuracy">%s%s</section>' % (body, image)
 
 
 def write_accuracy_report(run_id: str, results_dir: Path, measurements: Sequence[Dict[str, Any]],
@@ -220,8 +265,11 @@ def write_accuracy_report(run_id: str, results_dir: Path, measurements: Sequence
         for row in rows:
             result, lat = row["_raw"]["result"], row["_raw"]["latency"]
             writer.writerow([result.get(c) for c in raw_columns] + [lat.get(m) for m, _ in LATENCY])
-    files["html"].write_text("<!doctype html><meta charset=utf-8><title>accuracy %s</title>%s\n"
-                             % (html.escape(run_id), fragment), encoding="utf-8")
+    files["html"].write_text(
+        "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        "<meta name=viewport content='width=device-width, initial-scale=1'><title>accuracy %s</title>"
+        "<style>%s</style></head><body><p><a href='index.html'>&larr; run report %s</a></p>%s</body></html>\n"
+        % (html.escape(run_id), ACCURACY_CSS, html.escape(run_id), fragment), encoding="utf-8")
     if png:
         files["plot"] = out / "accuracy_vs_latency.png"
         files["plot"].write_bytes(png)

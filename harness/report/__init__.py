@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from .html import render_html
 from .markdown import render_markdown
@@ -27,11 +27,17 @@ class ReportPaths:
     results_csv: Path
 
 
-def write_report(run: Dict[str, Any], records: List[Dict[str, Any]], out_dir: Path) -> ReportPaths:
-    """Write the three report files into ``out_dir`` (created if needed) and return their paths."""
+def write_report(run: Dict[str, Any], records: List[Dict[str, Any]], out_dir: Path,
+                 accuracy_page: Optional[str] = None) -> ReportPaths:
+    """Write the three report files into ``out_dir`` (created if needed) and return their paths.
+
+    ``accuracy_page``: the accuracy page's file name beside index.html (``accuracy.html``, with
+    ``accuracy.md`` beside summary.md) when the run measured accuracy; both pages link to it.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     data = build_report_data(run, records)
+    data.accuracy_page = accuracy_page or ""
     plots = all_plots(data.measurements, data.summary, data.itl) + scaling_plots(records)
     paths = ReportPaths(out_dir / "index.html", out_dir / "summary.md", out_dir / "results.csv")
     paths.index_html.write_text(render_html(data, plots), encoding="utf-8")

@@ -24,10 +24,19 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, MaxNLocator
+from matplotlib.ticker import FixedLocator, FuncFormatter, ScalarFormatter
 
 from harness.analysis.history import DASHBOARD_METRICS, SeriesGroup, dashboard_series, load_history
+from harness.errors import UsageError
+from harness.runner.protocol import ALL_METRICS
 from harness.store.base import BaseStore
+
+# Metrics a measurement can carry: the protocol's, plus the energy figures telemetry adds.
+KNOWN_METRICS = tuple(ALL_METRICS) + ("energy_j", "avg_power_w", "j_per_token", "idle_power_w",
+                                      "energy_above_idle_j")
+# A y axis spans at least this share of the series' level: 0.0002 ms of jitter on 1116 ms is a
+# flat line, not a zig-zag filling the panel.
+MIN_Y_SPAN = 0.04
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 HISTORY_TEMPLATE = "history.html.j2"
@@ -118,9 +127,11 @@ def _draw(group: SeriesGroup, numbers: Dict[int, int]) -> bytes:
     fig = Figure(figsize=(10.0, 1.7 * k + 0.7))
     axes = fig.subplots(k, 1, sharex=True, squeeze=False)[:, 0]
     labels: Dict[int, str] = {}
+    created_at: Dict[int, str] = {}
     for series in group.metrics:
         for order, created in zip(series.orders.tolist(), series.created_at):
-            labels[int(order)] = created[:10]
+            labels[int(order)] = created[:16].replace("T", " ")  # runs of one day differ by the time
+            created_at[int(order)] = created
     for ax, series in zip(axes, group.metrics):
         dense = series.orders.size > 60
         ax.plot(series.orders, series.medians, color="#4e79a7", linewidth=1.0,
@@ -132,11 +143,29 @@ def _draw(group: SeriesGroup, numbers: Dict[int, int]) -> bytes:
                         xytext=(2, -10), textcoords="offset points", color="#e15759", fontsize=8,
                         fontweight="bold")
         ax.set_ylabel(plain(series.metric, 20), fontsize=8)
+        formatter = ScalarFormatter(useOffset=False)  # plain numbers, never "1e-5+1.116e3"
+        formatter.set_scientific(False)
+        ax.yaxis.set_major_formatter(formatter)
+        finite = [float(v) for v in series.medians.tolist() if math.isfinite(v)]
+        if finite:
+            low, high = min(finite), max(finite)
+            pad = max((high - low) * 0.15, MIN_Y_SPAN / 2 * abs((low + high) / 2), 1e-9)
+            ax.set_ylim(low - pad, high + pad)
         ax.tick_params(labelsize=7)
         ax.grid(True, alpha=0.3)
-    axes[-1].xaxis.set_major_locator(MaxNLocator(nbins=8, integer=True))
+    # ticks only where there is a run (at most 8, evenly picked), so no two ticks share a label
+    orders = sorted(labels)
+    if len(set(labels.values())) < len(labels):  # runs within one minute: add seconds
+        labels = {o: created_at[o][5:19].replace("T", " ") for o in labels}
+    step = max(1, math.ceil(len(orders) / 8))
+    axes[-1].xaxis.set_major_locator(FixedLocator(orders[::step]))
+    if len(orders) == 1:
+        axes[-1].set_xlim(orders[0] - 1, orders[0] + 1)
     axes[-1].xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: labels.get(int(round(x)), "")))
-    axes[-1].set_xlabel("run (oldest to newest; the date of the run under each tick)", fontsize=8)
+    for tick in axes[-1].get_xticklabels():
+        tick.set_rotation(30)
+        tick.set_horizontalalignment("right")
+    axes[-1].set_xlabel("run (oldest to newest; its start, UTC, under each tick)", fontsize=8)
     fig.suptitle(plain("%s | %s | %s (%s)" % (group.device, group.workload, group.variant, group.suite), 90),
                  fontsize=9)
     fig.tight_layout()
@@ -192,6 +221,10 @@ def render_history(
     it (e.g. nightly); ``last_runs`` the newest N; ``min_rel`` is the smallest step marked (3%).
     """
     wanted = list(metrics) if metrics else list(DASHBOARD_METRICS)
+    unknown = [m for m in wanted if m not in KNOWN_METRICS]
+    if unknown:
+        raise UsageError("unknown metric %s for --metric; known metrics: %s"
+                         % (", ".join(repr(m) for m in unknown), ", ".join(KNOWN_METRICS)))
     history = load_history(store, metrics=wanted, suite=suite, devices=devices, tag=tag, last_runs=last_runs,
                            include_incomplete=include_incomplete)
     groups = dashboard_series(history, min_rel=min_rel)

@@ -15,6 +15,7 @@ from typing import List, Optional
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup, escape
 
+from ..analysis.noise import NOISE_NOTE
 from .plots import Plot, power_plots
 from .tables import (
     DEFINITIONS_INTRO,
@@ -87,4 +88,5 @@ def render_html(data: ReportData, plots: List[Plot]) -> str:
         definitions_intro=DEFINITIONS_INTRO,
         definitions=METRIC_DEFINITIONS,
         method_note=SUMMARY_METHOD_NOTE,
+        noise_note=NOISE_NOTE,
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import List, Sequence
 
+from ..analysis.noise import NOISE_NOTE
 from .plots import Plot
 from .tables import (
     DEFINITIONS_INTRO,
@@ -84,13 +85,16 @@ def telemetry_lines(tel: TelemetryData) -> List[str]:
     rows = []
     for row in tel.energy:
         if row.note:
-            # a sensor-less board says so in every figure's place: never a blank that reads as zero
-            rows.append([row.group, row.workload, row.note] + ["-"] * (len(header) - 3))
+            # a sensor-less board says so in one sentence, not a row of blanks that read as zero
+            out += ["**%s | %s: %s**" % (inline(row.group), inline(row.workload), inline(row.note)), ""]
         else:
             rows.append([row.group, row.workload, row.sensor, row.n, row.cell("energy_j"), row.cell("j_per_token"),
                          row.cell("avg_power_w")] + [row.cell(name) for name, _ in POWER_PHASES]
                         + [row.cell("idle_power_w"), row.cell("energy_above_idle_j")])
-    out += table(header, rows) + [""] if rows else ["No measurements in this run.", ""]
+    if rows:
+        out += table(header, rows) + [""]
+    elif not tel.energy:
+        out += ["No measurements in this run.", ""]
     traces = [t for board in tel.power for t in board.traces]
     notes = [note for board in tel.power for note in board.notes]
     if traces or notes:
@@ -125,6 +129,9 @@ def render_markdown(data: ReportData, plots: Sequence[Plot] = ()) -> str:
     for label in data.labels:
         out += ["> **%s / %s: %s**" % (inline(label.device), inline(label.variant), inline(label.text)), ""]
 
+    if data.accuracy_page:
+        out += ["This run also measured accuracy: [accuracy per model variant](%s)."
+                % data.accuracy_page.replace(".html", ".md"), ""]
     out += ["## Summary", "",
             "median [95% CI of the median], p90 / min / max / CV over the measured repetitions "
             "(status ok, warm-up excluded); n = summarised / measured.", ""]
@@ -139,9 +146,15 @@ def render_markdown(data: ReportData, plots: Sequence[Plot] = ()) -> str:
                                         for b in row.badges)
             if row.flagged:
                 group += " [%s]" % row.flagged
+            if row.noisy:
+                group += " [noisy]"
             rows.append([row.metric, group, row.median_ci, row.p90, row.min, row.max, row.cv, row.n,
                          row.excluded, row.source, row.engine])
         out += table(header, rows) + [""]
+        out += [inline(sentence) for sentence in workload.no_data] + ([""] if workload.no_data else [])
+        out += ["Machine load during the repetitions:", ""]
+        out += ["- %s%s: %s" % (inline(group), " **[disturbed]**" if disturbed else "", inline(text))
+                for group, text, disturbed in workload.noise] + [""]
     if not data.workloads:
         out += ["No measurements in this run.", ""]
 
@@ -176,6 +189,7 @@ def render_markdown(data: ReportData, plots: Sequence[Plot] = ()) -> str:
     out += table(["workload"] + data.inputs.groups, [[k] + v for k, v in data.inputs.rows]) + [""]
 
     out += ["## Metric definitions", "", DEFINITIONS_INTRO, ""]
+    out += [NOISE_NOTE, ""]
     out += ["- %s" % line for line in METRIC_DEFINITIONS]
     out += ["", SUMMARY_METHOD_NOTE, ""]
     return "\n".join(out)

@@ -152,8 +152,8 @@ def phase_breakdown(frame: pd.DataFrame) -> Plot:
     ax.set_yticklabels(ticks, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("ms (median)")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.02 * min(len(bars), 6)),
-              ncol=len(PHASES), fontsize=8, frameon=False)
+    # outside the axes, right of the bars: below them it covered the x label on short figures
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=1, fontsize=8, frameon=False)
     ax.grid(axis="x", alpha=0.3)
     return Plot(title, _png(fig), caption, notes)
 

@@ -22,6 +22,7 @@ from harness.analysis.stats import (
     metric_columns,
     summary_frame,
 )
+from harness.analysis.noise import disturbance, is_noisy, noisy_text
 from harness.runner.protocol import COUNT_METRICS
 
 RANDOM_LABEL = "random-weight model: timings are real, answers are meaningless"
@@ -149,12 +150,17 @@ class MetricRow:
     source: str
     engine: str
     flagged: str = ""  # "" or the throttle/power-mode badge text for this group and workload
+    noisy: str = ""  # "" or "noisy: CV 46% > 10%, not a basis for a decision" (analysis/noise.py)
 
 
 @dataclass
 class WorkloadTable:
     workload: str
     rows: List[MetricRow]
+    # one sentence per device/variant listing the metrics it has no value for (rows left out)
+    no_data: List[str] = field(default_factory=list)
+    # one sentence per device/variant: how many measured repetitions other work disturbed
+    noise: List[Tuple[str, str, bool]] = field(default_factory=list)  # (group, text, any disturbed)
 
 
 @dataclass
@@ -321,6 +327,7 @@ class ReportData:
     n_warmup: int
     notes: List[str] = field(default_factory=list)
     telemetry: TelemetryData = field(default_factory=TelemetryData)
+    accuracy_page: str = ""  # "accuracy.html" when the run has an accuracy page beside this one
 
 
 def _missing(value: Any) -> bool:
@@ -466,9 +473,15 @@ def build_report_data(run: Dict[str, Any], records: List[Dict[str, Any]]) -> Rep
     for workload in sorted(summary["workload"].unique()) if not summary.empty else []:
         part = summary[summary["workload"] == workload]
         rows: List[MetricRow] = []
+        empty: Dict[Tuple[str, str, str], List[str]] = {}  # group -> metrics without any value
+        badged: set = set()  # the random/emulated badge goes on a group's first row only
         for metric in metrics:
             for _, row in part[part["metric"] == metric].iterrows():
                 key = (row["device"], row["variant"], row["backend"])
+                if not row["n"]:
+                    source = str(row["source"] or "")
+                    empty.setdefault(key, []).append("%s (%s)" % (metric, source) if source else metric)
+                    continue
                 excluded = []
                 if row["n_failed"]:
                     excluded.append("%d failed" % row["n_failed"])
@@ -480,7 +493,7 @@ def build_report_data(run: Dict[str, Any], records: List[Dict[str, Any]]) -> Rep
                     metric=metric,
                     label=METRIC_LABELS.get(metric, metric),
                     group=group_label(*key),
-                    badges=badges.get(key, []),
+                    badges=[] if key in badged else badges.get(key, []),
                     median_ci=fmt_ci(row, metric),
                     p90=fmt(row["p90"], metric),
                     min=fmt(row["min"], metric),
@@ -491,15 +504,26 @@ def build_report_data(run: Dict[str, Any], records: List[Dict[str, Any]]) -> Rep
                     source=str(row["source"] or ""),
                     engine=_engine_for_metric(engine_lookup.get(key + (workload,), []), metric),
                     flagged=flag_badges.get((group_label(*key), str(workload)), ""),
+                    noisy=noisy_text(float(row["cv"])) if is_noisy(None if _missing(row["cv"]) else float(row["cv"]))
+                    and metric not in COUNT_METRICS else "",
                 ))
-        workload_tables.append(WorkloadTable(workload=str(workload), rows=rows))
+                badged.add(key)
+        no_data = ["%s: no value in any measured repetition for %s." % (group_label(*key), ", ".join(names))
+                   for key, names in sorted(empty.items())]
+        noise = []
+        for key in group_keys:
+            used = [r for r in by_group[key] if str(r.get("workload") or "") == str(workload)]
+            if used:
+                found = disturbance(used)
+                noise.append((group_label(*key), found.text(), bool(found.n_disturbed)))
+        workload_tables.append(WorkloadTable(workload=str(workload), rows=rows, no_data=no_data, noise=noise))
 
     # provenance: one column per device/variant/backend; values that vary say so
     prov_values: Dict[str, Dict[Tuple[str, str, str], List[str]]] = {}
     for key in group_keys:
         for record in by_group[key]:
             for name, value in (record.get("provenance") or {}).items():
-                if _missing(value) or value == "":
+                if _missing(value) or value == "" or name == "interference":  # per repetition: "Machine load"
                     continue
                 prov_values.setdefault(name, {}).setdefault(key, []).append(_scalar_text(value))
     names = [n for n in PROVENANCE_ORDER if n in prov_values]
