@@ -81,6 +81,10 @@ class BoardFigures:
     pareto: bool = False
     ranks: Dict[str, int] = field(default_factory=dict)
     notes: List[str] = field(default_factory=list)
+    # what the board ran: boards are ranked only against boards that ran a comparable model
+    model: str = ""
+    n_parameters: Optional[float] = None
+    random_weights: bool = False
 
     @property
     def label(self) -> str:
@@ -93,6 +97,9 @@ class WorkloadComparison:
     boards: List[BoardFigures]  # best decode tok/s first
     headlines: List[Tuple[str, str]]  # (what, "board (value)") for the buyer's summary
     pareto: List[str]
+    # the model class these boards ran ("" when every board of the workload ran a comparable model)
+    group: str = ""
+    caution: str = ""  # e.g. comparable sizes but different named models
 
 
 @dataclass
@@ -102,6 +109,7 @@ class ProcurementReport:
     assumptions: List[str]
     emulated: bool
     emulated_devices: List[str]
+    warnings: List[str] = field(default_factory=list)  # e.g. boards ran different models: ranked separately
 
 
 def _median(values: Iterable[Any]) -> Optional[float]:
@@ -231,6 +239,75 @@ def _attach_accuracy(fig: BoardFigures, accuracy: AccuracyByVariant, run_order: 
             return
 
 
+_SIZE_IN_NAME = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)\s*([BM])\b")
+
+
+def _model_identity(fig: BoardFigures, prov: Mapping[str, Any]) -> None:
+    """What the board ran: the published model of an emulated profile, else the model id; its
+    parameter count (provenance, else a size in its name: "3B") and whether its weights are random."""
+    extra = prov.get("backend_extra") or {}
+    fig.random_weights = str(prov.get("weights") or "").startswith("random")
+    if fig.emulated and extra.get("profile_board"):
+        board = str(extra["profile_board"])
+        inner = re.search(r"\(([^()]*)\)\s*$", board)
+        fig.model = inner.group(1) if inner else board
+    else:
+        fig.model = str(prov.get("model_id") or prov.get("model_path") or fig.variant)
+    n_params = prov.get("n_parameters") or extra.get("n_parameters")
+    if isinstance(n_params, (int, float)) and not isinstance(n_params, bool) and n_params > 0:
+        fig.n_parameters = float(n_params)
+        return
+    sized = _SIZE_IN_NAME.search(fig.model)
+    if sized:
+        fig.n_parameters = float(sized.group(1)) * (1e9 if sized.group(2) == "B" else 1e6)
+    elif fig.emulated:
+        # a profile that names no model emulates the model devices.yaml deploys
+        fig.model = "%s; model assumed: %s" % (fig.model, DEFAULT_MODEL_NOTE.split(",")[0])
+        fig.n_parameters = DEFAULT_N_PARAMETERS
+        fig.notes.append("the emulated profile names no model: assumed %s" % DEFAULT_MODEL_NOTE)
+
+
+def model_name(fig: BoardFigures) -> str:
+    """The model's own name out of the model text ("ax-llm, Qwen2.5-VL-3B w8a16" -> "Qwen2.5-VL-3B")."""
+    word = re.search(r"[\w.\-]*\d+(?:\.\d+)?[BM]\b", fig.model or "")
+    return word.group(0) if word else (fig.model or "unknown model")
+
+
+def size_text(n_parameters: Optional[float]) -> str:
+    if not n_parameters:
+        return "unknown size"
+    if n_parameters >= 1e9:
+        return "%.3g B" % (n_parameters / 1e9)
+    return "%.3g M" % (n_parameters / 1e6)
+
+
+def model_groups(figs: Sequence[BoardFigures]) -> List[Tuple[str, List[BoardFigures]]]:
+    """Boards that ran comparable models: trained (or emulated) and random-weight models apart, and
+    within each, parameter counts within a factor of 2 of the group's smallest. One group: label ""."""
+    groups: List[Tuple[str, List[BoardFigures]]] = []
+    for random_weights in (False, True):
+        members = sorted((f for f in figs if f.random_weights == random_weights and f.n_parameters),
+                         key=lambda f: f.n_parameters or 0.0)
+        cluster: List[BoardFigures] = []
+        for f in members + [None]:  # type: ignore[list-item]
+            if cluster and (f is None or (f.n_parameters or 0) > 2 * (cluster[0].n_parameters or 0)):
+                low, high = cluster[0].n_parameters, cluster[-1].n_parameters
+                size = size_text(low)
+                if size_text(high) != size:  # "3-3.76 B" (the same unit) or "400 M-1.2 B"
+                    same_unit = size.split()[-1] == size_text(high).split()[-1]
+                    size = "%s-%s" % (size.split()[0] if same_unit else size, size_text(high))
+                groups.append(("%s-parameter models%s" % (size, " with random weights" if random_weights else ""), cluster))
+                cluster = []
+            if f is not None:
+                cluster.append(f)
+        unknown = [f for f in figs if f.random_weights == random_weights and not f.n_parameters]
+        if unknown:
+            groups.append(("models of unknown size%s" % (" with random weights" if random_weights else ""), unknown))
+    if len(groups) == 1:
+        return [("", groups[0][1])]
+    return groups
+
+
 def pareto_front(points: Sequence[Tuple[float, float]]) -> List[bool]:
     """True for points no other point beats on both (lower is better on both axes)."""
     out = []
@@ -299,6 +376,7 @@ def compare_boards(store: BaseStore, run_ids: Sequence[str], devices_inventory: 
         if fig.price_usd and fig.decode_tps is not None:
             fig.perf_per_kusd = fig.decode_tps / fig.price_usd * 1000.0
         _weights(fig, prov, variant_quant)
+        _model_identity(fig, prov)
         if fig.accuracy is None and accuracy:
             _attach_accuracy(fig, accuracy, [run.run_id] + [r.run_id for r in reversed(runs)])
         if fig.weight_bytes and fig.bandwidth_gbps:
@@ -310,27 +388,48 @@ def compare_boards(store: BaseStore, run_ids: Sequence[str], devices_inventory: 
     if not boards:
         raise CompareError("no successful measured repetitions in run(s) %s" % ", ".join(run_ids))
     comparisons: List[WorkloadComparison] = []
+    warnings: List[str] = []
     for workload in sorted(boards):
-        figs = boards[workload]
-        for key, _label, higher in CRITERIA:
-            ranked = sorted((f for f in figs if getattr(f, key) is not None),
-                            key=lambda f: getattr(f, key), reverse=higher)
-            for index, f in enumerate(ranked):
-                f.ranks[key] = index + 1
-        both = [f for f in figs if f.e2e_ms is not None and f.energy_j is not None]
-        for f, optimal in zip(both, pareto_front([(f.e2e_ms, f.energy_j) for f in both])):  # type: ignore[misc]
-            f.pareto = optimal
-        figs.sort(key=lambda f: (f.ranks.get("decode_tps", 99), f.label))
-        headlines: List[Tuple[str, str]] = []
-        for key, label, _higher in CRITERIA:
-            best = [f for f in figs if f.ranks.get(key) == 1]
-            if best:
-                unit = {"ttft_ms": " ms", "energy_j": " J"}.get(key, "")
-                headlines.append(("best %s" % label, "%s (%s)" % (best[0].label, _fmt(getattr(best[0], key), unit))))
-            else:
-                headlines.append(("best %s" % label, "not measured"))
-        comparisons.append(WorkloadComparison(workload, figs, headlines, [f.label for f in figs if f.pareto]))
+        groups = model_groups(boards[workload])
+        if len(groups) > 1:
+            warnings.append(
+                "workload %s: %s. Each group has its own ranking table; no board is ranked against a board "
+                "of another group." % (workload, "; ".join(
+                    "%s ran %s" % (", ".join(f.label for f in figs), label) for label, figs in groups)))
+        for group, figs in groups:
+            comparisons.append(_rank(workload, group, figs))
+    return _finish(runs, comparisons, assumptions, warnings)
 
+
+def _rank(workload: str, group: str, figs: List[BoardFigures]) -> WorkloadComparison:
+    """Ranks, Pareto front and headlines among boards that ran comparable models."""
+    for key, _label, higher in CRITERIA:
+        ranked = sorted((f for f in figs if getattr(f, key) is not None),
+                        key=lambda f: getattr(f, key), reverse=higher)
+        for index, f in enumerate(ranked):
+            f.ranks[key] = index + 1
+    both = [f for f in figs if f.e2e_ms is not None and f.energy_j is not None]
+    for f, optimal in zip(both, pareto_front([(f.e2e_ms, f.energy_j) for f in both])):  # type: ignore[misc]
+        f.pareto = optimal
+    figs.sort(key=lambda f: (f.ranks.get("decode_tps", 99), f.label))
+    headlines: List[Tuple[str, str]] = []
+    for key, label, _higher in CRITERIA:
+        best = [f for f in figs if f.ranks.get(key) == 1]
+        if best:
+            unit = {"ttft_ms": " ms", "energy_j": " J"}.get(key, "")
+            headlines.append(("best %s" % label, "%s (%s)" % (best[0].label, _fmt(getattr(best[0], key), unit))))
+        else:
+            headlines.append(("best %s" % label, "not measured"))
+    names = sorted({model_name(f) for f in figs})
+    caution = ""
+    if len(names) > 1:
+        caution = ("these boards ran different models of a similar size (%s): each board's figures are for "
+                   "its own model" % "; ".join(names))
+    return WorkloadComparison(workload, figs, headlines, [f.label for f in figs if f.pareto], group, caution)
+
+
+def _finish(runs: List[RunRecord], comparisons: List[WorkloadComparison], assumptions: List[str],
+            warnings: List[str]) -> ProcurementReport:
     everything = [f for c in comparisons for f in c.boards]
     for note in sorted({f.weight_note for f in everything if f.weight_note}):
         assumptions.append("weight bytes: " + note)
@@ -350,4 +449,4 @@ def compare_boards(store: BaseStore, run_ids: Sequence[str], devices_inventory: 
         assumptions.append("time-scaled emulated runs were scaled back to board time (times / scale, "
                            "rates x scale, energy / scale at the same power)")
     return ProcurementReport(runs=runs, workloads=comparisons, assumptions=list(dict.fromkeys(assumptions)),
-                             emulated=bool(emulated_devices), emulated_devices=emulated_devices)
+                             emulated=bool(emulated_devices), emulated_devices=emulated_devices, warnings=warnings)

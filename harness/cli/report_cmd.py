@@ -46,6 +46,7 @@ def report(
         inventory = inventory_of(paths)
         target = out or paths.reports_dir / ("compare-" + "-".join(r.run_id for r in records)[:120])
         page = render_compare(store, [r.run_id for r in records], inventory, target,
+                              reference_inventory=_reference_inventory(paths),
                               accuracy=_variant_accuracy(paths, store, [r.run_id for r in records]))
         err.print("wrote %s" % page, markup=False)
         return
@@ -66,6 +67,18 @@ def report(
         err.print("wrote %s, %s, %s" % (written.index_html, written.summary_md, written.results_csv), markup=False)
         if accuracy is not None:
             err.print("wrote the accuracy table and plot in %s" % target, markup=False)
+
+
+def _reference_inventory(paths: Paths):
+    """Prices and bandwidths by board type for devices whose own entry lacks them: the project's
+    devices.yaml (when another devices file is in use), else the emulated farm's devices file."""
+    from ..config.devices import load_devices
+
+    used = Path(paths.devices_file).resolve()
+    for candidate in (Path("devices.yaml"), paths.results_dir / "farm" / "devices.emulated.yaml"):
+        if candidate.exists() and candidate.resolve() != used:
+            return load_devices(candidate)
+    return None
 
 
 def _variant_accuracy(paths: Paths, store, run_ids: List[str]) -> Dict[Tuple[str, str, str], Tuple[float, str, int]]:

@@ -44,6 +44,11 @@ BOARD_KINDS: Tuple[Tuple[str, str, Tuple[str, ...], Optional[float]], ...] = (
     ("rtx-pc", "rtx", ("nvidia", "gpu", "x86"), 1008.0),
 )
 
+# Prices for the procurement demo: the list prices devices.yaml gives the real boards (assumed
+# street prices in USD; check your supplier). The report says where each price came from.
+BOARD_PRICES_USD: Dict[str, float] = {"ax650n": 260.0, "orin-nano": 249.0, "agx-orin": 1999.0,
+                                      "upsquared-n": 400.0, "rtx-pc": 2500.0}
+
 FARM_FILE = "farm.json"
 DEVICES_FILE = "devices.emulated.yaml"
 _SSHD_CANDIDATES = ("/usr/sbin/sshd", "/usr/local/sbin/sshd")
@@ -354,8 +359,12 @@ def _write_devices_yaml(info: FarmInfo, n: int) -> None:
             "backend": "reference",
             "backend_options": {"profile": board.profile},
             "models": [{"variant": "emulated", "path": "emulated"}],
+            # no sensor can read an emulated board: its power is emulated per phase from the
+            # board's published (or assumed) power budget, and labelled so (telemetry/emulated.py)
+            "telemetry": [{"source": "emulated_power", "profile": board.profile}, {"source": "memory"}],
+            "price_usd": BOARD_PRICES_USD[board.type],
             "timeouts": {"connect_s": 5.0, "command_s": 60.0},
-            "description": "emulated %s: local sshd on %s (bench farm up), reference backend"
+            "description": "emulated %s: local sshd on %s (bench farm up), reference backend, emulated power"
             % (board.type, host_entry_name(board.host, board.port)),
         }
         if bandwidth is not None:

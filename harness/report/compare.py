@@ -18,7 +18,15 @@ from typing import Any, Dict, Optional, Sequence
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator
 
-from harness.analysis.procurement import CRITERIA, AccuracyByVariant, BoardFigures, ProcurementReport, compare_boards
+from harness.analysis.procurement import (
+    CRITERIA,
+    AccuracyByVariant,
+    BoardFigures,
+    ProcurementReport,
+    compare_boards,
+    model_name,
+    size_text,
+)
 from harness.store.base import BaseStore
 
 from .history import figure_png, page_environment, plain, png_data_uri
@@ -27,6 +35,7 @@ from .scaling import scaling_plots
 COMPARE_TEMPLATE = "compare.html.j2"
 COMPARE_FILE = "compare.html"
 COMPARE_CSV = "compare.csv"
+COMPARE_MD = "compare.md"
 _COLOURS = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f")
 
 
@@ -58,11 +67,12 @@ def _cells(f: BoardFigures) -> Dict[str, _Cell]:
 def pareto_plot(report: ProcurementReport) -> Optional[bytes]:
     """Latency (e2e per query) vs energy per query, log-log, one panel per workload; the Pareto
     front (no board both faster and cheaper in energy) joined by a line."""
-    panels = [(c.workload, [f for f in c.boards if f.e2e_ms and f.energy_j]) for c in report.workloads]
+    panels = [(plain(c.workload, 40) + ("\n" + plain(c.group, 48) if c.group else ""),
+               [f for f in c.boards if f.e2e_ms and f.energy_j]) for c in report.workloads]
     panels = [(w, fs) for w, fs in panels if fs]
     if not panels:
         return None
-    fig = Figure(figsize=(5.0 * len(panels), 4.2))
+    fig = Figure(figsize=(max(6.5, 5.0 * len(panels)), 4.6))
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     devices = sorted({f.device for _w, fs in panels for f in fs})
     colour = {d: _COLOURS[i % len(_COLOURS)] for i, d in enumerate(devices)}
@@ -78,6 +88,7 @@ def pareto_plot(report: ProcurementReport) -> Optional[bytes]:
                     linewidth=1, zorder=2)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.margins(x=0.2, y=0.15)  # room for the labels of the outermost points
         plain_number = FuncFormatter(lambda value, _pos: "%g" % value)
         for axis in (ax.xaxis, ax.yaxis):  # few, plainly written ticks: minor labels at 2..9 overlap
             axis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
@@ -85,7 +96,7 @@ def pareto_plot(report: ProcurementReport) -> Optional[bytes]:
             axis.set_minor_formatter(plain_number)
         ax.set_xlabel("end-to-end latency per query (ms, log)", fontsize=8)
         ax.set_ylabel("energy per query (J, log)", fontsize=8)
-        ax.set_title(plain("%s: lower-left is better; ringed = Pareto-optimal" % workload, 70), fontsize=9)
+        ax.set_title(workload, fontsize=9)  # what "lower-left is better, ringed" means is in the caption
         ax.grid(True, which="both", alpha=0.25)
         ax.tick_params(labelsize=7)
     fig.tight_layout()
@@ -93,7 +104,8 @@ def pareto_plot(report: ProcurementReport) -> Optional[bytes]:
 
 
 def write_csv(report: ProcurementReport, path: Path) -> None:
-    columns = ("workload", "device", "variant", "backend", "board_type", "run_id", "emulated", "time_scale", "n",
+    columns = ("workload", "model_group", "device", "variant", "backend", "board_type", "run_id", "emulated",
+               "model", "n_parameters", "random_weights", "time_scale", "n",
                "ttft_ms", "decode_tps", "e2e_ms", "energy_j", "avg_power_w", "perf_per_w", "price_usd",
                "perf_per_kusd", "accuracy", "bandwidth_gbps", "weight_bytes", "ceiling_tps", "roofline_pct", "pareto",
                "price_source", "bandwidth_source", "energy_source", "weight_note")
@@ -102,7 +114,42 @@ def write_csv(report: ProcurementReport, path: Path) -> None:
         writer.writerow(columns)
         for comparison in report.workloads:
             for f in comparison.boards:
-                writer.writerow([getattr(f, c) for c in columns])
+                writer.writerow([comparison.group if c == "model_group" else getattr(f, c) for c in columns])
+
+
+def write_markdown(report: ProcurementReport, path: Path) -> None:
+    """The ranking tables as GitHub-flavoured markdown (a CI comment, a wiki page); "-" = not measured."""
+    from .markdown import inline, table
+
+    lines = ["# Board comparison for procurement", ""]
+    lines.append("Runs: %s" % inline(", ".join("%s (%s)" % (r.run_id, r.suite) for r in report.runs)))
+    lines.append("")
+    if report.emulated:
+        lines += ["**EMULATED RESULTS, NOT HARDWARE MEASUREMENTS** (%s): reference-backend board profiles and "
+                  "emulated power; do not buy hardware on them." % inline(", ".join(report.emulated_devices)), ""]
+    for warning in report.warnings:
+        lines += ["**Different models, ranked separately.** %s" % inline(warning), ""]
+    header = ["rank", "board / variant", "model", "price", "TTFT ms", "decode tok/s", "energy per query J",
+              "avg power W", "tok/s per W", "tok/s per $1000", "accuracy", "% of bandwidth ceiling", "Pareto"]
+    for comparison in report.workloads:
+        title = comparison.workload + (": " + comparison.group if comparison.group else "")
+        lines += ["## %s" % inline(title), ""]
+        if comparison.caution:
+            lines += ["Note: %s." % inline(comparison.caution), ""]
+        rows = []
+        for f in comparison.boards:
+            rows.append([
+                f.ranks.get("decode_tps", "-"), f.label + (" (emulated)" if f.emulated and f.variant != "emulated" else "")
+                + (" (random weights)" if f.random_weights else ""),
+                "%s, %s" % (model_name(f), size_text(f.n_parameters)),
+                "$" + _fmt(f.price_usd) if f.price_usd else "-", _fmt(f.ttft_ms), _fmt(f.decode_tps),
+                _fmt(f.energy_j), _fmt(f.avg_power_w), _fmt(f.perf_per_w), _fmt(f.perf_per_kusd),
+                "%.1f%%" % (100 * f.accuracy) if f.accuracy is not None else "-",
+                "%.0f%%" % f.roofline_pct if f.roofline_pct is not None else "-", "yes" if f.pareto else ""])
+        lines += table(header, rows) + [""]
+    lines += ["Ranked by decode tok/s; \"-\" = not measured. Where each figure comes from:", ""]
+    lines += ["- %s" % inline(a) for a in report.assumptions]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def render_compare(store: BaseStore, run_ids: Sequence[str], devices_inventory: Any, out_dir: Path,
@@ -124,6 +171,7 @@ def render_compare(store: BaseStore, run_ids: Sequence[str], devices_inventory: 
                 "power": _fmt(f.avg_power_w), "e2e": _fmt(f.e2e_ms),
                 "roofline": ("%.0f%%" % f.roofline_pct) if f.roofline_pct is not None else "-",
                 "ceiling": _fmt(f.ceiling_tps), "bandwidth": _fmt(f.bandwidth_gbps),
+                "model": "%s, %s" % (model_name(f), size_text(f.n_parameters)),
             })
         workloads.append({"c": comparison, "rows": rows})
     html = page_environment().get_template(COMPARE_TEMPLATE).render(
@@ -138,4 +186,5 @@ def render_compare(store: BaseStore, run_ids: Sequence[str], devices_inventory: 
     path = out / COMPARE_FILE
     path.write_text(html, encoding="utf-8")
     write_csv(report, out / COMPARE_CSV)
+    write_markdown(report, out / COMPARE_MD)
     return path

@@ -96,7 +96,7 @@ def test_compare_ranks_the_five_emulated_boards(farm_run: Dict[str, object], tmp
     assert rows[0]["device"] == "rtx-pc"
     assert "assumed from" in video["ax650n"]["bandwidth_source"] and float(video["ax650n"]["bandwidth_gbps"]) == 34.1
     assert "8-bit" in video["ax650n"]["weight_note"] and "4-bit" in video["agx-orin"]["weight_note"]
-    assert "price of ax650n: $260" in html
+    assert "$260" in html  # the farm's devices file carries the boards' prices
     assert any(r["pareto"] == "True" for r in video.values())
 
 
