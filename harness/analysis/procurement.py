@@ -208,7 +208,7 @@ def _weights(fig: BoardFigures, prov: Mapping[str, Any], variant_quantization: O
     extra = prov.get("backend_extra") or {}
     n_params = prov.get("n_parameters") or extra.get("n_parameters")
     if isinstance(n_params, (int, float)) and n_params > 0:
-        n_note = "%.2f B parameters (provenance)" % (float(n_params) / 1e9)
+        n_note = "%s parameters (provenance)" % size_text(float(n_params))
         n_params = float(n_params)
     else:
         n_params, n_note = DEFAULT_N_PARAMETERS, "assumed %s" % DEFAULT_MODEL_NOTE
@@ -264,13 +264,14 @@ def _model_identity(fig: BoardFigures, prov: Mapping[str, Any]) -> None:
         # a profile that names no model emulates the model devices.yaml deploys
         fig.model = "%s; model assumed: %s" % (fig.model, DEFAULT_MODEL_NOTE.split(",")[0])
         fig.n_parameters = DEFAULT_N_PARAMETERS
-        fig.notes.append("the emulated profile names no model: assumed %s" % DEFAULT_MODEL_NOTE)
 
 
 def model_name(fig: BoardFigures) -> str:
     """The model's own name out of the model text ("ax-llm, Qwen2.5-VL-3B w8a16" -> "Qwen2.5-VL-3B")."""
     word = re.search(r"[\w.\-]*\d+(?:\.\d+)?[BM]\b", fig.model or "")
-    return word.group(0) if word else (fig.model or "unknown model")
+    if word:
+        return word.group(0)
+    return (fig.model or "unknown model").split()[0]
 
 
 def size_text(n_parameters: Optional[float]) -> str:
