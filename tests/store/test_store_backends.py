@@ -137,3 +137,37 @@ def test_planted_history_gives_the_same_verdict_on_both_backends(any_store: Base
     assert [p.text() for p in change.provenance_changes] == ["engine_versions.synthetic: 1.0 -> 1.1"]
     assert {(c.device, c.metric) for c in report.unconfirmed} <= {("rtx-pc", "ttft_ms"), ("rtx-pc", "e2e_ms")}
     assert json.dumps(report.as_dict())  # serialisable on every backend
+
+
+def test_run_liveness_on_both_backends(any_store: BaseStore) -> None:
+    """Schema 3: a run's controller and heartbeat; a dead controller's running run reads abandoned."""
+    import subprocess
+    import sys
+    import time
+
+    from harness.store.liveness import STALE_AFTER_S, controller_identity
+
+    store = any_store
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    store.create_run(RunRecord("gone", "2026-01-01T00:00:00Z", "s", ["d"], "running",
+                               controller=controller_identity(dead.pid)))
+    store.create_run(RunRecord("here", "2026-01-02T00:00:00Z", "s", ["d"], "running"))
+    store.create_run(RunRecord("old", "2026-01-03T00:00:00Z", "s", ["d"], "running"))  # no controller known
+    store.claim_run("here", controller_identity())
+    assert store.get_run("gone").status == "abandoned" and store.stored_status("gone") == "running"
+    assert store.get_run("here").status == "running" and store.get_run("old").status == "running"
+    before = store.get_run("here").heartbeat_at
+    time.sleep(0.05)
+    store.heartbeat("here")
+    assert store.get_run("here").heartbeat_at > before  # type: ignore[operator]
+    assert store.get_run("here").controller["pid"] == controller_identity()["pid"]
+    # a live pid whose heartbeat stopped long ago (a hung controller, or one on another host)
+    store.create_run(RunRecord("stale", "2026-01-04T00:00:00Z", "s", ["d"], "running",
+                               controller=dict(controller_identity(), host="elsewhere"),
+                               heartbeat_at=time.time() - STALE_AFTER_S - 5))
+    assert store.get_run("stale").status == "abandoned"
+    store.finish_run("here", "interrupted")
+    store.heartbeat("here")  # no effect once it is not running
+    assert {r.run_id: r.status for r in store.list_runs()} == {
+        "gone": "abandoned", "here": "interrupted", "old": "running", "stale": "abandoned"}
