@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import posixpath
+import queue
 import threading
 import time
 from dataclasses import dataclass, field
@@ -29,6 +30,9 @@ from .lease import Lease, LeaseError, LeaseHeld, LeaseOwner, acquire, take_over
 from .transport import Transport, TransportError, kill_process_group, process_state
 
 TransportFactory = Callable[[DeviceConfig], Transport]
+# devices followed at once by one controller: each holds a thread (and an SSH connection) for its
+# run, so thousands of boards wait their turn instead of starting thousands of threads
+MAX_PARALLEL_DEVICES = 64
 HEARTBEAT_STALE_S = 6.0
 # One pull reads at most this much of a board's journal (the rest comes with the next read); a
 # single line longer than this is no runner record. status.json is a few hundred bytes.
@@ -544,10 +548,16 @@ def run_plans(
     resume: bool = False,
     poll_s: float = 0.5,
     mirror_dir: Optional[Path] = None,
+    max_parallel: int = MAX_PARALLEL_DEVICES,
 ) -> List[DeviceOutcome]:
-    """One thread per device; returns an outcome per device, in plan order."""
+    """Devices run in parallel on a bounded pool of ``max_parallel`` threads (a device past the
+    pool's size waits, shown as "waiting", for a free one); returns an outcome per device, in plan
+    order. The threads are daemons, so an interrupted controller is not held by them."""
     outcomes: Dict[str, DeviceOutcome] = {}
     lock = threading.Lock()
+    pending: "queue.Queue[DevicePlan]" = queue.Queue()
+    for plan in plans:
+        pending.put(plan)
 
     def work(plan: DevicePlan) -> None:
         job = DeviceJob(plan, store, artifact, make_transport, on_progress, poll_s=poll_s,
@@ -559,8 +569,16 @@ def run_plans(
         with lock:
             outcomes[plan.device.name] = outcome
 
-    threads = [threading.Thread(target=work, args=(p,), name="device-%s" % p.device.name, daemon=True)
-               for p in plans]
+    def drain() -> None:
+        while True:
+            try:
+                plan = pending.get_nowait()
+            except queue.Empty:
+                return
+            work(plan)
+
+    threads = [threading.Thread(target=drain, name="device-pool-%d" % i, daemon=True)
+               for i in range(max(1, min(len(plans), max_parallel)))]
     for thread in threads:
         thread.start()
     for thread in threads:
