@@ -77,7 +77,8 @@ def test_server_concurrency_against_loopback_server(project: Path, transformers_
                                               ("output_tokens: 16", "output_tokens: 4")])
     proc = bench(project, "run", "--suite", "server-concurrency", "--devices", "srv", "--json")
     assert proc.returncode == 0, proc.stderr
-    records = json.loads(proc.stdout)["measurements"]
+    payload = json.loads(proc.stdout)
+    records = payload["measurements"]
     counts = {w: sum(1 for r in records if r["workload"] == w) for w in ("image-c1", "image-c2", "image-c4")}
     assert counts == {"image-c1": 2, "image-c2": 4, "image-c4": 8}  # (1 warm-up + 1) rounds x N streams
     assert all(r["status"] == "ok" and r["metrics"]["n_output_tokens"] == 4 for r in records)
@@ -87,3 +88,7 @@ def test_server_concurrency_against_loopback_server(project: Path, transformers_
     for c in (1, 2, 4):
         assert re.search(r"image \| concurrency %d: \d+\.\d tok/s, TTFT p50 [\d.]+ / p90 [\d.]+ ms, .*goodput \d+%% \(\d/%d\)"
                          % (c, c), html), c
+    compare = bench(project, "report", "--compare", payload["run_id"])
+    assert compare.returncode == 0, compare.stderr
+    [page] = list((project / "reports").glob("compare-*/compare.html"))
+    assert "Throughput and latency over concurrency" in page.read_text()
