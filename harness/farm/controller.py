@@ -86,6 +86,25 @@ class DeviceFailed(FailedError, RuntimeError):
     pass
 
 
+class Rejected:
+    """Journal lines refused: all are counted, the first KEEP are kept with their place and reason
+    (a journal of a million garbage lines must not become a million messages)."""
+
+    KEEP = 20
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.notes: List[str] = []
+
+    def append(self, note: str) -> None:
+        self.count += 1
+        if len(self.notes) < self.KEEP:
+            self.notes.append(note)
+
+    def __len__(self) -> int:
+        return self.count
+
+
 def pull_chunk(transport: Transport, path: str, offset: int, rejected: Optional[List[str]] = None,
                accept: Optional[Callable[[object], Optional[str]]] = None,
                max_bytes: int = MAX_PULL_BYTES) -> Tuple[bytes, List[object]]:
@@ -110,7 +129,7 @@ def pull_chunk(transport: Transport, path: str, offset: int, rejected: Optional[
     position = offset
     for raw in chunk.split(b"\n")[:-1]:
         where, position = position, position + len(raw) + 1
-        if not raw.strip():
+        if not raw or raw.isspace():
             continue
         try:
             record = parse_record(raw.decode("utf-8"))
@@ -182,7 +201,7 @@ class DeviceJob:
         self.integrity = ""
         self.final_status: Dict[str, object] = {}
         self.events_offset = 0
-        self.rejected: List[str] = []  # journal lines refused (corrupt, wrong types, another plan's)
+        self.rejected = Rejected()  # journal lines refused (corrupt, wrong types, another plan's)
         self.uploaded = 0
         self.error_kinds: List[str] = []
 
@@ -312,7 +331,7 @@ class DeviceJob:
     def _pull(self, transport: Transport) -> None:
         # events are progress for people: a bad one is skipped, never a reason to stop
         chunk, events = pull_chunk(transport, posixpath.join(self.run_dir, EVENTS), self.events_offset,
-                                   rejected=[])
+                                   rejected=Rejected())  # type: ignore[arg-type]
         self.events_offset += len(chunk)
         for event in events:
             if isinstance(event, Event):
@@ -340,9 +359,10 @@ class DeviceJob:
         start = self.state.results_offset
         before = len(self.rejected)
         chunk, records = pull_chunk(transport, posixpath.join(self.run_dir, RESULTS), start,
-                                    rejected=self.rejected, accept=self._reject_foreign)
-        for note in self.rejected[before:]:
-            self._report(message="rejected, not stored: %s" % note[:160])
+                                    rejected=self.rejected, accept=self._reject_foreign)  # type: ignore[arg-type]
+        if len(self.rejected) > before:
+            self._report(message="%d journal line(s) rejected, not stored; the first: %s"
+                         % (len(self.rejected), self.rejected.notes[0][:160]))
         measurements = [r for r in records if isinstance(r, Measurement)]
         if chunk:
             self._mirror_write(start, chunk)
@@ -394,7 +414,8 @@ class DeviceJob:
         chunks, added = [], 0
         while True:  # the whole journal, one capped read at a time
             offset = sum(len(c) for c in chunks)
-            chunk, records = pull_chunk(transport, path, offset, rejected=[], accept=self._reject_foreign)
+            chunk, records = pull_chunk(transport, path, offset, rejected=Rejected(),  # type: ignore[arg-type]
+                                        accept=self._reject_foreign)
             if not chunk:
                 break
             chunks.append(chunk)
@@ -486,7 +507,7 @@ class DeviceJob:
             self._with_reconnect(self._verify)
             if self.rejected:
                 raise DeviceFailed("%d line(s) of the board's journal rejected, not stored; the first: %s"
-                                   % (len(self.rejected), self.rejected[0]))
+                                   % (len(self.rejected), self.rejected.notes[0]))
             self.state.state = "finished"
             self.store.set_device_state(self.state)
             self._report(state="finished", message="")

@@ -29,6 +29,7 @@ import paramiko
 from .known_hosts import DEFAULT_KNOWN_HOSTS, KnownHosts, fingerprint, host_entry_name
 from .ssh_shell import ShellLost, ShellSession, ShellTimeout, ShellUnavailable, session_argv
 from .transport import (  # noqa: F401  (process helpers re-exported for callers of this module)
+    CannotStart,
     CommandResult,
     CommandTimeout,
     Transport,
@@ -420,7 +421,7 @@ class SSHTransport:
         code, out, err, _ = reply
         if code == 127 and err.startswith(_NOSTART_MARK):
             reason = err[len(_NOSTART_MARK):].decode("utf-8", errors="replace").strip()
-            raise TransportError("%s: cannot start %s: %s" % (self.name, argv[0], reason))
+            raise CannotStart("%s: cannot start %s: %s" % (self.name, argv[0], reason))
         return CommandResult(list(argv), code, out, err, time.monotonic() - started)
 
     def spawn_detached(self, argv: Sequence[str], cwd: str, stdout_path: str, stderr_path: str) -> int:
@@ -435,7 +436,7 @@ class SSHTransport:
         code, out, err, _ = reply
         if code == 127 and err.startswith(_NOSTART_MARK):
             reason = err[len(_NOSTART_MARK):].decode("utf-8", errors="replace").strip()
-            raise TransportError("%s: cannot start %s: %s" % (self.name, argv[0], reason))
+            raise CannotStart("%s: cannot start %s: %s" % (self.name, argv[0], reason))
         text = out.decode("ascii", errors="replace").strip()
         if code != 0 or not text.isdigit():
             raise TransportError(

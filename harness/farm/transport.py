@@ -30,6 +30,18 @@ class CommandTimeout(TransportError):
     """A command ran past its timeout (it has been killed)."""
 
 
+class CannotStart(TransportError):
+    """The program does not exist or may not be run (a mistyped ``python:``): no retry heals it."""
+
+    retryable = False
+
+
+class CommandFailed(TransportError):
+    """A command ran and exited non-zero: the connection is fine, trying again changes nothing."""
+
+    retryable = False
+
+
 @dataclass
 class CommandResult:
     argv: Sequence[str]
@@ -48,7 +60,7 @@ class CommandResult:
     def check(self, what: str) -> "CommandResult":
         if self.exit_code != 0:
             detail = self.stderr.decode("utf-8", errors="replace").strip()[-2000:]
-            raise TransportError("%s failed (exit %d): %s" % (what, self.exit_code, detail))
+            raise CommandFailed("%s failed (exit %d): %s" % (what, self.exit_code, detail))
         return self
 
 
@@ -110,7 +122,7 @@ class LocalTransport:
                 start_new_session=True,
             )
         except OSError as exc:
-            raise TransportError("cannot start %s: %s" % (argv[0], exc)) from exc
+            raise CannotStart("%s: cannot start %s: %s" % (self.name, argv[0], exc.strerror or exc)) from exc
         try:
             out, err = proc.communicate(input=stdin, timeout=timeout_s)
         except subprocess.TimeoutExpired:
@@ -152,7 +164,7 @@ class LocalTransport:
                     start_new_session=True,
                 )
             except OSError as exc:
-                raise TransportError("cannot start %s: %s" % (argv[0], exc)) from exc
+                raise CannotStart("%s: cannot start %s: %s" % (self.name, argv[0], exc.strerror or exc)) from exc
         return proc.pid
 
     def close(self) -> None:

@@ -36,6 +36,8 @@ def read_completed_keys(path: str) -> Set[tuple]:
             for raw in handle:
                 if not raw.endswith(b"\n"):
                     break  # a torn last line from a crash: ignore it, it will be redone
+                if raw.isspace():
+                    continue
                 try:
                     record = parse_record(raw.decode("utf-8"))
                 except (ProtocolError, UnicodeDecodeError):

@@ -337,6 +337,7 @@ _FIELD_CHECKS: Dict[str, Callable[[Any], bool]] = {
         v is None or _finite(v) for v in value.values()),
 }
 RECORD_STATUSES = ("ok", "error")
+MIN_RECORD_CHARS = 20  # the shortest record, {"record": "event", ...}, is longer
 
 
 def _checked(record: Any, kind: str) -> Any:
@@ -369,8 +370,12 @@ def parse_record(line: str) -> Any:
 
     Anything else - not JSON, NaN or Infinity, nesting past the parser's depth, a field of the
     wrong type, a status other than ok/error - is a ProtocolError that says what was wrong."""
+    text = line.strip()
+    if len(text) < MIN_RECORD_CHARS or text[:1] != "{" or text[-1:] != "}":
+        # cheaply, before the JSON parser: a journal of a million short garbage lines stays linear
+        raise ProtocolError("not a JSON line: no record object")
     try:
-        data = json.loads(line, parse_constant=_no_constant)
+        data = json.loads(text, parse_constant=_no_constant)
     except (ValueError, RecursionError) as exc:
         raise ProtocolError("not a JSON line: %s" % exc) from None
     if not isinstance(data, dict):

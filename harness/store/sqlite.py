@@ -44,18 +44,37 @@ class Store(BaseStore):
         # thread's transaction from interleaving with another's on the same connection.
         self._db = sqlite3.connect(str(self.path), timeout=30.0, check_same_thread=False)
         self._lock = threading.RLock()
-        self._db.execute("PRAGMA foreign_keys = ON")
-        self._db.execute("PRAGMA journal_mode = WAL")
-        self._migrate()
+        try:
+            self._db.execute("PRAGMA foreign_keys = ON")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise self._unreadable(exc) from None
+
+    def _unreadable(self, exc: sqlite3.DatabaseError) -> StoreError:
+        # never repaired or replaced here: the file may hold the only copy of someone's results
+        return StoreError("%s: not a readable results database (%s); it was left untouched - move it aside "
+                          "to start a new store, or restore it from a backup" % (self.path, exc))
 
     @contextmanager
     def transaction(self) -> Iterator[_SqliteTx]:
-        with self._lock, self._db:
-            yield _SqliteTx(self._db)
+        try:
+            with self._lock, self._db:
+                yield _SqliteTx(self._db)
+        except sqlite3.DatabaseError as exc:
+            if type(exc) is not sqlite3.DatabaseError:  # corruption only; a constraint or a lock is not
+                raise
+            raise self._unreadable(exc) from None
 
     def query(self, sql: str, params: Optional[Dict[str, Any]] = None) -> List[Tuple[Any, ...]]:
         with self._lock:  # reads need no transaction in WAL mode
-            return self._db.execute(sql, dict(params or {})).fetchall()
+            try:
+                return self._db.execute(sql, dict(params or {})).fetchall()
+            except sqlite3.DatabaseError as exc:
+                if type(exc) is not sqlite3.DatabaseError:
+                    raise
+                raise self._unreadable(exc) from None
 
     def _lock_for_migration(self, tx: _SqliteTx) -> None:
         # Python's sqlite3 runs DDL outside a transaction unless one is open: open one, so a
