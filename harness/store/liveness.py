@@ -6,8 +6,8 @@ While it runs, the controller writes its identity (host, pid, the pid's start ti
 ``running`` run as ``abandoned`` when
 
 - the controller ran on this host and that process is gone (or the pid now belongs to a process
-  started at another time: pids are reused), or
-- its heartbeat is older than :data:`STALE_AFTER_S` (a controller on another host, or a hung one).
+  started at another time: pids are reused) - on its own host the process table decides, or
+- it ran on another host and its heartbeat is older than :data:`STALE_AFTER_S`.
 
 Rows without a controller identity (written before schema 3, or by library code that never
 heartbeats) keep their stored status: nothing can be said about them.
@@ -79,8 +79,8 @@ def effective_status(status: str, heartbeat_at: Optional[float], controller: Map
     host = socket.gethostname() if host is None else host
     pid = controller.get("pid")
     if controller.get("host") == host and isinstance(pid, int) and pid > 0:
-        if not _process_is(pid, controller.get("pid_start")):
-            return ABANDONED
+        # on its own host the process table is the authority: alive (the same process) is running
+        return status if _process_is(pid, controller.get("pid_start")) else ABANDONED
     if heartbeat_at is None or now - float(heartbeat_at) > STALE_AFTER_S:
         return ABANDONED
     return status
