@@ -31,7 +31,7 @@ def models_make(
                    EXIT_MISSING) from None
     made = make_model(arch, preset, out, seed=seed)
     err.print("built %s (%s preset, %.1f M parameters, random weights) in %.1f s at %s"
-              % (made.arch, made.preset, made.n_parameters / 1e6, made.seconds, made.path))
+              % (made.arch, made.preset, made.n_parameters / 1e6, made.seconds, made.path), markup=False)
 
 
 @models_app.command("quantize")
@@ -66,4 +66,4 @@ def models_quantize(
         what = "IR files compressed" if result.method in NNCF_METHODS else "modules quantized"
         err.print("%s: %s (%d %s, %.1f MB of weights from %.1f MB, %.1f s)"
                   % (result.method, result.path, len(result.quantized_modules), what, result.weights_bytes / 1e6,
-                     result.source_bytes / 1e6, result.seconds))
+                     result.source_bytes / 1e6, result.seconds), markup=False)

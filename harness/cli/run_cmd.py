@@ -116,8 +116,10 @@ def run(
                        % (suite_obj.name, exc, install_hint("eval")), EXIT_MISSING) from None
         try:
             session = prepare(suite_obj, suite_obj.config.accuracy, plans)
-        except (ValueError, ConfigError) as exc:
-            raise fail(str(exc), EXIT_CONFIG) from None
+        except ConfigError:
+            raise  # names its file and line already; the app prints it (--debug: its traceback)
+        except ValueError as exc:
+            raise ConfigError("suite %s: %s" % (suite_obj.path, exc)) from exc
     for plan in plans:
         plan.wait_for_lease, plan.lease_wait_s = wait, wait_timeout
     if not resume:

@@ -135,7 +135,7 @@ class LeaseInfo:
                 pid=int(data["pid"]), run_id=str(data["run_id"]),
                 acquired_at=float(data["acquired_at"]), expires_at=float(data["expires_at"]),
             )
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError, OverflowError):  # the board's file: anything
             return None
 
 

@@ -211,3 +211,11 @@ def test_records_of_another_plan_are_rejected(project: Path) -> None:
     assert "workload 'video' is not in this plan" in job._reject_foreign(record(**dict(ok, workload="video")))
     assert "suite 'x'" in job._reject_foreign(record(**dict(ok, suite="x")))
     assert controller.MAX_PULL_BYTES >= 1 << 20
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000, '{"lease_id": 1, "user": "u", "host": "h", "pid": 1, "run_id": "r", '
+                                  '"acquired_at": %s, "expires_at": 1}' % ("9" * 400), "\x00\xff", "[]"])
+def test_a_garbage_lease_file_reads_as_no_lease(text: str) -> None:
+    from harness.farm.lease import LeaseInfo
+
+    assert LeaseInfo.from_json(text) is None
