@@ -122,3 +122,15 @@ def test_resume_with_changed_device_settings_is_refused(project: Path) -> None:
                                        + "    description: relabelled\n")
     again = bench(project, "--devices-file", "same.yaml", "run", "--resume", run_id, timeout=300)
     assert again.returncode == 0, again.stderr
+
+
+def test_markup_in_host_fails_the_device_not_the_run(project: Path) -> None:
+    quick_suite(project)
+    (project / "devices.yaml").write_text("devices:\n" + SSH_DEVICE)
+    proc = bench(project, "run", "--suite", "quick", "--devices", "board", "--json", timeout=300)
+    assert "Traceback" not in proc.stderr and "MarkupError" not in proc.stderr, proc.stderr
+    assert proc.returncode == 1, proc.stderr
+    [device] = json.loads(proc.stdout)["devices"]
+    assert device["state"] == "failed" and "[/x]127.0.0.9" in device["error"]
+    assert "[/x]127.0.0.9" in proc.stderr  # the progress and outcome tables show it as it is
+    assert [r.status for r in Store(project / "results" / "bench.sqlite").list_runs()] == ["failed"]
