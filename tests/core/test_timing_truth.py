@@ -229,18 +229,19 @@ def test_the_mutation_switch_itself_changes_nothing_when_unset(tmp_path: Path) -
 
 
 def test_inter_token_gaps_follow_a_configured_pattern(tmp_path: Path) -> None:
-    pattern = [5.0, 10.0, 30.0]
+    pattern = [5.0, 20.0, 60.0]
     phases = {"itl_ms": pattern, "preprocess_ms": 10, "vision_encode_ms": 20, "prefill_ms": 30}
     records, wall_ms = run_runner(tmp_path, {"busy": True, "phases": {"video": phases}}, kind="video", frames=2,
                                   reps=5, warmup=0, tokens=31)
     gaps = [pattern[i % 3] for i in range(30)]
     assert truth_violations(records, Pacing(10.0, 20.0, 30.0, gaps), wall_ms) == []
-    # ten of each gap: p50 is 10 ms, p90 30 ms. A gap is the difference of two wake-ups, so it
-    # moves either way (the one-sided check of every token's time is truth_violations above); this
-    # only shows the pattern reaches the percentiles: 5 ms either way keeps 5, 10 and 30 apart
-    for name, want in (("itl_p50_ms", 10.0), ("itl_p90_ms", 30.0)):
-        median = statistics.median(r["metrics"][name] for r in records)
-        assert abs(median - want) <= REL * want + 5.0, (name, median)
+    # ten of each gap: p50 is 20 ms, p90 60 ms. A gap is the difference of two wake-ups, so it moves
+    # either way (every token's time is checked one-sidedly by truth_violations above); this shows
+    # the pattern reaches the percentiles: each stays nearer its own gap than its neighbours
+    p50 = statistics.median(r["metrics"]["itl_p50_ms"] for r in records)
+    p90 = statistics.median(r["metrics"]["itl_p90_ms"] for r in records)
+    assert (5.0 + 20.0) / 2 < p50 < (20.0 + 60.0) / 2, p50
+    assert (20.0 + 60.0) / 2 < p90 <= 60.0 * (1 + REL) + MEDIAN_SLACK_MS, p90
 
 
 @pytest.mark.parametrize("profile", ["ax650n", "orin-nano", "agx-orin", "upsquared-n", "rtx"])
