@@ -288,3 +288,24 @@ def test_the_runner_replaces_a_backends_own_timestamps() -> None:
     assert stamped.n_output_tokens == 2 and stamped.n_input_tokens == 1  # counts are the backend's
     with pytest.raises(BackendError, match="announced nothing"):
         Announcer().stamped(forged)
+
+
+def test_an_engine_process_that_dies_is_an_error_never_a_number() -> None:
+    from harness.runner.backends.reference import ReferenceBackend
+    from harness.runner.protocol import ModelSpec as Model
+    from harness.runner.workloads import WorkloadInputs
+
+    backend = ReferenceBackend({"phases": {"image": PHASES}}, Model("emulated", "n/a"))
+    backend.load()
+    inputs = WorkloadInputs(name="w", kind="image", frames=[Frame(2, 2, bytes(12))], prompt="x", fps=0.0,
+                            input_sha256="0" * 64)
+    try:
+        assert backend.run(inputs, GenerationSpec(output_tokens=3)).n_output_tokens == 3
+        backend._engine.proc.kill()  # the engine crashes between queries
+        with pytest.raises(BackendError, match="the paced engine (exited|is gone)"):
+            backend.run(inputs, GenerationSpec(output_tokens=3))
+        # its output is out of step now, so it is not read again
+        with pytest.raises(BackendError, match="no engine process"):
+            backend.run(inputs, GenerationSpec(output_tokens=3))
+    finally:
+        backend.close()

@@ -112,6 +112,7 @@ class ReferenceBackend(Backend):
         return kind in self.kinds
 
     def load(self) -> LoadInfo:
+        self.close()  # a second load() replaces the engine process, never leaks it
         self._engine = _PacedEngine({"phases": self.phases, "time_scale": self.time_scale, "busy": self.busy})
         extra: Dict[str, Any] = {"time_scale": self.time_scale, "busy": self.busy,
                                  "pacing": "separate process, kernel timers (_paced_engine)"}
@@ -132,7 +133,8 @@ class ReferenceBackend(Backend):
 
     def _live(self, kind: str) -> "_PacedEngine":
         if self._engine is None:
-            raise BackendError("reference backend: run() before load()")
+            raise BackendError("reference backend: no engine process (run() before load(), or it was "
+                               "stopped after an error)")
         if kind not in self.kinds:
             raise BackendError("reference backend: %s requests are not accepted (kinds)" % kind)
         return self._engine
@@ -150,23 +152,27 @@ class ReferenceBackend(Backend):
         texts: List[str] = []
         reported: Dict[str, float] = {}
         announce.start()  # before the query is sent: the engine's schedule starts after this
-        engine.send("query %s %d" % (inputs.kind, generation.output_tokens))
-        for line in engine.lines(generation.timeout_s):
-            if line == "preprocess done":
-                boundary = announce.now()  # the vision encode begins where preprocessing ends
-                announce.phase_end("preprocess", at=boundary)
-                announce.phase_start("vision_encode", at=boundary)
-            elif line == "vision_encode done":
-                announce.phase_end("vision_encode")
-            elif line.startswith("token "):
-                announce.token()
-                texts.append(line[len("token "):])
-            elif line.startswith("perf "):
-                reported = _perf_fields(line)
-            elif line == "done":
-                break
-            else:
-                raise BackendError("reference backend: the engine said %r" % line)
+        try:
+            engine.send("query %s %d" % (inputs.kind, generation.output_tokens))
+            for line in engine.lines(generation.timeout_s):
+                if line == "preprocess done":
+                    boundary = announce.now()  # the vision encode begins where preprocessing ends
+                    announce.phase_end("preprocess", at=boundary)
+                    announce.phase_start("vision_encode", at=boundary)
+                elif line == "vision_encode done":
+                    announce.phase_end("vision_encode")
+                elif line.startswith("token "):
+                    announce.token()
+                    texts.append(line[len("token "):])
+                elif line.startswith("perf "):
+                    reported = _perf_fields(line)
+                elif line == "done":
+                    break
+                else:
+                    raise BackendError("reference backend: the engine said %r" % line)
+        except BackendError:
+            self.close()  # its output is out of step now: a later query must not read this one's lines
+            raise
         return announce.timing(
             n_input_tokens=int(phases["n_input_tokens"]),
             n_visual_tokens=int(phases["n_visual_tokens"]),
@@ -184,10 +190,14 @@ class ReferenceBackend(Backend):
         paced the profile's time to first token plus one token gap (an answer word and EOS), so
         a run takes as long as the emulated board would."""
         engine = self._live(inputs.kind)
-        engine.send("query %s 2" % inputs.kind)
-        for line in engine.lines(GenerationSpec(output_tokens=2).timeout_s):
-            if line == "done":
-                break
+        try:
+            engine.send("query %s 2" % inputs.kind)
+            for line in engine.lines(GenerationSpec(output_tokens=2).timeout_s):
+                if line == "done":
+                    break
+        except BackendError:
+            self.close()
+            raise
         return self.answers.get(prompt, self.default_answer)
 
     def close(self) -> None:
