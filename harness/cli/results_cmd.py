@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -58,6 +59,8 @@ def results_export(
 
     if format not in ("csv", "parquet", "json"):
         raise fail("unknown format %r; use csv, parquet or json" % format, EXIT_CONFIG)
+    if out is not None and not (out.parent.is_dir() and os.access(out.parent, os.W_OK)):
+        raise fail("--out %s: %s is not a directory this user can write to" % (out, out.parent), EXIT_CONFIG)
     store = open_paths_store(ctx.obj)
     rid = store.get_run(run_id).run_id if run_id else None
     records = store.measurements(rid)

@@ -39,10 +39,13 @@ class Store(BaseStore):
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.location = str(self.path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         # One connection per Store, shared by the controller's device threads: the lock keeps one
         # thread's transaction from interleaving with another's on the same connection.
-        self._db = sqlite3.connect(str(self.path), timeout=30.0, check_same_thread=False)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(self.path), timeout=30.0, check_same_thread=False)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError("%s: cannot open the results database there: %s" % (self.path, exc)) from None
         self._lock = threading.RLock()
         try:
             self._db.execute("PRAGMA foreign_keys = ON")

@@ -134,3 +134,14 @@ def test_markup_in_host_fails_the_device_not_the_run(project: Path) -> None:
     assert device["state"] == "failed" and "[/x]127.0.0.9" in device["error"]
     assert "[/x]127.0.0.9" in proc.stderr  # the progress and outcome tables show it as it is
     assert [r.status for r in Store(project / "results" / "bench.sqlite").list_runs()] == ["failed"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["results", "export", "--out", "/nonexistent/dir/x.csv"], "/nonexistent/dir is not a directory this user can write to"),
+    (["--store", "sqlite:////proc/x/y.sqlite", "results", "list"], "/proc/x/y.sqlite: cannot open the results database"),
+    (["--devices-file", "/etc", "devices", "list"], "/etc: cannot read"),
+])
+def test_unusable_paths_are_one_line(project: Path, args: list, message: str) -> None:
+    proc = bench(project, *args)
+    assert proc.returncode == 2, proc.stderr
+    assert message in one_line_error(proc)
