@@ -131,7 +131,7 @@ async def enqueue_night(app: Any, runtime: WorkerRuntime, schedule_name: str, ti
     job_ids = await defer_board_jobs(app, jobs, priority=entry.priority)
     run_ids = sorted({j.run_id for j in jobs})
     await asyncio.to_thread(_record_night, runtime.queue_url, entry.name, period, job_ids, run_ids)
-    await app.tasks[TASK_NIGHT_CHECK].configure(schedule_in={"seconds": 5}).defer_async(
+    await app.tasks[TASK_NIGHT_CHECK].configure(schedule_in={"seconds": 2}).defer_async(
         schedule=entry.name, period=period)
     runtime.echo("night %s of %s: %d job(s) on %d board(s)" % (period, entry.name, len(job_ids), len(boards)))
     return {"schedule": entry.name, "period": period, "enqueued": True, "jobs": job_ids, "runs": run_ids}
@@ -179,11 +179,16 @@ def check_night(runtime: WorkerRuntime, schedule_name: str, period: str) -> Dict
         step = entry.regress
         fields = {"period": period.replace(":", ""), "schedule": entry.name}
         reports = []
+        problems = []
         for run_id in run_ids:
-            report = regress(runtime.store.inner if hasattr(runtime.store, "inner") else runtime.store,
-                             baseline=step.baseline, threshold=step.threshold, alpha=step.alpha,
-                             suite_thresholds=suite_thresholds(runtime.paths.suites_dir), run=run_id,
-                             min_persist=step.min_persist)
+            try:
+                report = regress(runtime.store.inner if hasattr(runtime.store, "inner") else runtime.store,
+                                 baseline=step.baseline, threshold=step.threshold, alpha=step.alpha,
+                                 suite_thresholds=suite_thresholds(runtime.paths.suites_dir), run=run_id,
+                                 min_persist=step.min_persist)
+            except UsageError as exc:  # e.g. no baseline yet: the night's verdict says so
+                problems.append("%s: %s" % (run_id, exc))
+                continue
             reports.append(report)
             for target, render in ((step.junit, to_junit_xml), (step.markdown, to_markdown)):
                 if target:
@@ -193,7 +198,7 @@ def check_night(runtime: WorkerRuntime, schedule_name: str, period: str) -> Dict
                     path.parent.mkdir(parents=True, exist_ok=True)
                     path.write_text(render(report), encoding="utf-8")
         regressions = sum(len(r.regressions) for r in reports)
-        result.update({"regressions": regressions, "verdicts": [verdict(r) for r in reports],
+        result.update({"regressions": regressions, "verdicts": [verdict(r) for r in reports] + problems,
                        "reports": [r.as_dict() for r in reports]})
         if regressions and entry.alert is not None:
             result["alert"] = _alert(entry.alert, entry.name, period, result)

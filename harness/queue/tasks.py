@@ -83,7 +83,7 @@ def make_app(url: str, max_attempts: int = 3, retry_wait_s: float = 10.0,
         return await enqueue_night(app, runtime, schedule, timestamp)
 
     @app.task(name=TASK_NIGHT_CHECK, pass_context=True, queue=SCHEDULE_QUEUE,
-              retry=procrastinate.RetryStrategy(max_attempts=10000, wait=15,
+              retry=procrastinate.RetryStrategy(max_attempts=100000, wait=max(1, int(retry_wait_s)),
                                                 retry_exceptions={NightNotOver}))
     def night_check(context: Any, schedule: str, period: str) -> Dict[str, Any]:
         from .schedule import check_night

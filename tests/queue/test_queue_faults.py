@@ -221,3 +221,51 @@ def test_two_workers_racing_at_the_periodic_tick_enqueue_one_nightly(team: Team)
     ran = team.sql("SELECT DISTINCT n.worker FROM bench_job_notes n JOIN procrastinate_jobs j ON j.id = n.job_id"
                    " WHERE j.task_name = 'bench.nightly'")
     assert ran == [] or all(w[0] in ("w-east", "w-west", None) for w in ran)
+
+
+NIGHT_WITH_CHECK = """\
+schedules:
+  - name: nightly
+    cron: "* * * * * */30"
+    lab: lab-a
+    suites: [quick]
+    devices: ax650n
+    tags: [nightly]
+    regress:
+      baseline: last:7
+      junit: reports/{schedule}-{period}.junit.xml
+"""
+
+
+def test_the_night_runs_its_jobs_then_its_regression_check_and_stores_the_verdict(team: Team) -> None:
+    schedule = team.root / "schedule.yaml"
+    schedule.write_text(NIGHT_WITH_CHECK)
+    team.start_worker("w-night", "--schedule", str(schedule))
+    verdict = wait_for(lambda: team.sql("SELECT period, run_ids, verdict FROM bench_nights WHERE verdict IS NOT NULL"),
+                       120, "the night's verdict")
+    period, run_ids, stored = verdict[0]
+    assert stored["jobs"] == 1 and stored["failed_jobs"] == 0 and stored["runs"] == run_ids
+    assert len(stored["verdicts"]) == 1 and "regression" in stored["verdicts"][0]
+    [run_id] = run_ids
+    assert team.sql("SELECT status, tags FROM runs WHERE run_id = %s", (run_id,))[0][0] == "finished"
+    assert "night:%s" % period in team.sql("SELECT tags FROM runs WHERE run_id = %s", (run_id,))[0][0]
+    assert len(measurement_keys(team, run_id)) == QUICK_RECORDS
+    junit = list((team.root / "reports").glob("nightly-*.junit.xml"))
+    assert junit and "<testsuite" in junit[0].read_text()
+    shown = team.bench("queue", "nights", "--json")
+    assert shown.returncode == 0 and period in shown.stdout and stored["verdicts"][0] in shown.stdout
+
+
+def test_queue_commands_without_postgresql_say_what_to_give(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from ..conftest import REPO, bench_env
+
+    bench = str(Path(sys.executable).parent / "bench")
+    proc = subprocess.run([bench, "--devices-file", str(REPO / "devices.yaml"), "--suites-dir", str(REPO / "suites"),
+                           "--results-dir", str(tmp_path), "submit", "--suite", "video-8f", "--devices", "local"],
+                          cwd=tmp_path, capture_output=True, text=True, env=bench_env(), timeout=120)
+    assert proc.returncode == 2
+    assert "the job queue lives in PostgreSQL: give --queue postgresql://" in proc.stderr
+    assert "Traceback" not in proc.stderr
