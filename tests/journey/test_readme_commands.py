@@ -59,13 +59,13 @@ def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Farm]:
         state.names = [d["name"] for d in data["devices"]]
         assert len(state.names) == BOARDS
         for _ in range(2):  # two runs: a comparison and a history need more than one
-            proc = state.farm_bench("run", "--suite", "image", "--devices", "all", "--repetitions", "3",
+            proc = state.farm_bench("run", "--suite", "image", "--devices", "all", "--repetitions", "2",
                                     "--output-tokens", "8", "--json", timeout=600)
             assert proc.returncode == 0, proc.stderr[-3000:]
             payload = json.loads(proc.stdout)
             assert payload["ok"] is True and {d["device"] for d in payload["devices"]} == set(state.names)
-            # 3 boards x (1 warm-up + 3 repetitions)
-            assert len(payload["measurements"]) == BOARDS * 4
+            # 3 boards x (1 warm-up + 2 repetitions)
+            assert len(payload["measurements"]) == BOARDS * 3
             state.runs.append(payload["run_id"])
         yield state
     finally:
@@ -101,7 +101,7 @@ def test_report_of_a_run(farm: Farm) -> None:
     html = (out / "index.html").read_text()
     assert run_id in html and "emulated" in html
     rows = list(csv.DictReader(io.StringIO((out / "results.csv").read_text())))
-    assert len(rows) == BOARDS * 4
+    assert len(rows) == BOARDS * 3
     assert "TTFT" in (out / "summary.md").read_text()
     latest = farm.farm_bench("report", "latest")
     assert latest.returncode == 0 and "wrote" in latest.stderr
@@ -114,11 +114,16 @@ def test_report_compare_ranks_the_boards_with_price_energy_and_perf_per_watt(far
     text = page.read_text()
     for name in farm.names:
         assert name in text
-    markdown = next(page.parent.glob("*.md")).read_text() if list(page.parent.glob("*.md")) else text
+    markdown = (page.parent / "compare.md").read_text()
     # the emulated boards carry prices and an emulated power trace: these cells are filled
-    for label in ("price", "energy", "perf/W"):
-        assert label.lower() in markdown.lower()
-    assert "not measured" not in _row(markdown, farm.names[0])
+    header = next(line for line in markdown.splitlines() if line.startswith("| rank"))
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    for name in farm.names:
+        cells = [c.strip() for c in _row(markdown, name).split("\n")[0].strip("|").split("|")]
+        row = dict(zip(columns, cells))
+        for column in ("price", "energy per query J", "tok/s per W", "tok/s per \\$1000"):
+            assert row[column] not in ("", "-"), (name, column, row)
+    assert "EMULATED" in markdown  # and they are labelled what they are
 
 
 def _wrote(farm: Farm, stderr: str) -> Path:
@@ -136,7 +141,7 @@ def _row(markdown: str, name: str) -> str:
 
 
 def test_report_history_and_an_unknown_metric(farm: Farm) -> None:
-    proc = farm.farm_bench("report", "--history", "--suite", "image")
+    proc = farm.farm_bench("report", "--history", "--suite", "image", "--last", "5", "--metric", "ttft_ms")
     assert proc.returncode == 0, proc.stderr
     page = _wrote(farm, proc.stderr)
     assert "ttft_ms" in page.read_text()
@@ -173,7 +178,7 @@ def test_results_list_show_and_export(farm: Farm, tmp_path: Path) -> None:
     frame = pd.read_parquet(parquet)
     assert set(farm.runs) <= set(frame["run_id"]) and "ttft_ms" in frame.columns
     as_csv = farm.farm_bench("results", "export", "--format", "csv", "--run", farm.runs[0])
-    assert as_csv.returncode == 0 and len(list(csv.DictReader(io.StringIO(as_csv.stdout)))) == BOARDS * 4
+    assert as_csv.returncode == 0 and len(list(csv.DictReader(io.StringIO(as_csv.stdout)))) == BOARDS * 3
     as_json = farm.farm_bench("results", "export", "--format", "json", "--run", farm.runs[1])
     assert as_json.returncode == 0 and {r["run_id"] for r in json.loads(as_json.stdout)} == {farm.runs[1]}
     refused = farm.farm_bench("results", "export", "--format", "parquet")
@@ -185,7 +190,7 @@ def test_run_resume_stores_nothing_twice(farm: Farm) -> None:
     count = _count(farm, farm.runs[0])
     proc = farm.farm_bench("run", "--resume", farm.runs[0], timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert _count(farm, farm.runs[0]) == count == BOARDS * 4
+    assert _count(farm, farm.runs[0]) == count == BOARDS * 3
     after = json.loads(farm.farm_bench("results", "show", farm.runs[0]).stdout)
     assert after["run"]["devices"] == before["run"]["devices"]
 
@@ -214,13 +219,40 @@ def test_devices_trust_shows_the_fingerprint(farm: Farm) -> None:
     assert "already" in proc.stderr
 
 
+def test_devices_trust_refuses_a_changed_key_until_replace(farm: Farm) -> None:
+    """A reinstalled board (here: a different key on record for it) is refused with both
+    fingerprints; `--replace --yes` records the key it presents now."""
+    name = farm.names[2]
+    known_hosts = farm.project / "results" / "farm" / "known_hosts"
+    original = known_hosts.read_text()
+    # an ed25519 key that is no board's host key: the farm's client key
+    other = (farm.project / "results" / "farm" / "keys" / "client_ed25519.pub").read_text().split()[1]
+    lines = [line if not line.endswith("bench-farm:%s" % name) else
+             "%s ssh-ed25519 %s bench-farm:%s" % (line.split()[0], other, name)
+             for line in original.splitlines()]
+    known_hosts.write_text("\n".join(lines) + "\n")
+    try:
+        refused = farm.farm_bench("devices", "trust", name, "--yes")
+        assert refused.returncode == 1, refused.stderr
+        assert len(set(re.findall(r"SHA256:[A-Za-z0-9+/]{43}", refused.stderr))) == 2  # both keys named
+        assert "--replace" in refused.stderr
+        replaced = farm.farm_bench("devices", "trust", name, "--replace", "--yes")
+        assert replaced.returncode == 0, replaced.stderr
+        assert other not in known_hosts.read_text()
+        check = farm.farm_bench("devices", "check", "--devices", name, "--json")
+        assert check.returncode == 0 and json.loads(check.stdout)[0]["ok"]
+    finally:
+        known_hosts.write_text(original)
+
+
 def test_devices_lock_blocks_a_run_and_unlock_frees_the_board(farm: Farm) -> None:
     name = farm.names[1]
     locked = farm.farm_bench("devices", "lock", name, "--ttl", "120")
     assert locked.returncode == 0 and "locked %s" % name in locked.stderr
     busy = farm.farm_bench("run", "--suite", "image", "--devices", name, "-r", "1", "-n", "4", timeout=300)
     assert busy.returncode == 1
-    assert "manual-lock" in busy.stderr  # the message names who holds the board
+    # the message says who holds the board and how to free it
+    assert "locked by hand" in busy.stderr and "bench devices unlock %s" % name in busy.stderr
     unlocked = farm.farm_bench("devices", "unlock", name)
     assert unlocked.returncode == 0 and "unlocked %s" % name in unlocked.stderr
     again = farm.farm_bench("devices", "unlock", name)
@@ -244,7 +276,7 @@ def test_version_and_dry_run(farm: Farm) -> None:
     plan = json.loads(dry.stdout)
     assert plan["dry_run"] is True and plan["overrides"] == {"repetitions": 6}
     assert [d["device"] for d in plan["devices"]] == farm.names
-    # an estimate from the earlier runs' medians: 7 queries each instead of 4
+    # an estimate from the earlier runs' medians: 7 queries each instead of 3
     assert plan["estimated_s"] is not None and plan["estimated_s"] > 0
     assert all(d["basis"].startswith("medians of run") for d in plan["devices"])
 
@@ -263,14 +295,24 @@ def test_models_make_quantize_and_the_vqa_quant_suite_on_the_canary(tmp_path: Pa
     trained on easy-VQA, tests/fixtures/canary) and its int8 variant answer 40 questions."""
     pytest.importorskip("lm_eval", reason="the vqa-quant suite needs the [eval] extra")
     bench = Bench()
-    made = bench(tmp_path, "models", "make", "--preset", "tiny", "--out", str(tmp_path / "tiny"))
+    made = bench(tmp_path, "models", "make", "--arch", "qwen2.5-vl", "--preset", "tiny", "--out",
+                 str(tmp_path / "tiny"))
     assert made.returncode == 0, made.stderr
     assert "random weights" in made.stderr and (tmp_path / "tiny" / "config.json").is_file()
+    shutil.copytree(REPO / "suites", tmp_path / "suites")
+    # an ad-hoc run of that directory, no devices.yaml, with every generation override
+    adhoc = bench(tmp_path, "run", "--suite", "image", "--model", str(tmp_path / "tiny"), "--warmup", "0",
+                  "--repetitions", "1", "--output-tokens", "3", "--prompt", "What is this?", "--json", timeout=600)
+    assert adhoc.returncode == 0, adhoc.stderr[-3000:]
+    payload = json.loads(adhoc.stdout)
+    [record] = payload["measurements"]
+    assert record["device"] == "local" and record["variant"] == "tiny" and record["status"] == "ok"
+    assert record["metrics"]["n_output_tokens"] == 3 and record["provenance"]["weights"] == "random"
+    assert record["provenance"]["load_ms"] > 0  # the variant's load time is recorded
     quant = bench(tmp_path, "models", "quantize", "--model", str(REPO / "tests" / "fixtures" / "canary"),
                   "--method", "int8-dynamic", "--out", str(tmp_path / "q"))
     assert quant.returncode == 0, quant.stderr
     assert "int8-dynamic" in quant.stderr and (tmp_path / "q" / "int8-dynamic").is_dir()
-    shutil.copytree(REPO / "suites", tmp_path / "suites")
     suite = tmp_path / "suites" / "vqa-quant.yaml"
     suite.write_text(suite.read_text().replace("  task: easy_vqa\n", "  task: easy_vqa\n  limit: 40\n")
                      .replace("repetitions: 5", "repetitions: 2"))
