@@ -150,6 +150,8 @@ def plan_run(
             generation=GenerationSpec(
                 output_tokens=gen.output_tokens, warmup=gen.warmup,
                 repetitions=gen.repetitions, timeout_s=gen.timeout_s,
+                **({"until_stable": gen.until_stable.ci_width, "max_repetitions": gen.until_stable.max_repetitions,
+                    "stable_metric": gen.until_stable.metric} if gen.until_stable else {}),
             ),
             telemetry=list(device.telemetry),
             device_info={"type": device.type, "expect": dict(device.expect), "tags": list(device.tags),

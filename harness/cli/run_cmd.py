@@ -65,6 +65,11 @@ def run(
     model: Optional[Path] = typer.Option(None, "--model", help="Ad-hoc run of this model directory on this machine "
                                          "(backend from its files; no devices.yaml needed)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and an estimate; start nothing."),
+    until_stable: Optional[float] = typer.Option(
+        None, "--until-stable", metavar="WIDTH",
+        help="Repeat past --repetitions until the 95 percent CI of the median e2e_ms is within WIDTH of it "
+             "(0.05 = 5 percent), or --max-repetitions."),
+    max_repetitions: int = typer.Option(30, "--max-repetitions", help="The cap for --until-stable."),
 ) -> None:
     """Run a suite on devices and store every measurement."""
     from ..farm.controller import run_plans
@@ -74,6 +79,8 @@ def run(
     store = open_paths_store(paths)
     # ConfigError, StoreError (exit 2), ModelMissing, EngineMissing (exit 3) reach the app as they are
     overrides = collect_overrides(repetitions, warmup, output_tokens, prompt)
+    if until_stable is not None:  # the runner repeats until stable (harness/runner/stability.py)
+        overrides["until_stable"] = {"ci_width": until_stable, "max_repetitions": max_repetitions}
     if resume:
         if overrides or model is not None or dry_run:
             raise ConfigError("--resume continues run %s with the settings it started with; drop "

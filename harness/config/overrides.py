@@ -14,7 +14,7 @@ from .suites import GenerationConfig, Suite
 from .yaml_lines import ConfigError
 
 OPTION_NAMES = {"repetitions": "--repetitions", "warmup": "--warmup", "output_tokens": "--output-tokens",
-                "prompt": "--prompt"}
+                "prompt": "--prompt", "until_stable": "--until-stable"}
 
 
 def collect_overrides(repetitions: Optional[int] = None, warmup: Optional[int] = None,
@@ -29,7 +29,7 @@ def apply_overrides(suite: Suite, overrides: Dict[str, Any]) -> Suite:
     if not overrides:
         return suite
     config = suite.config
-    generation = {k: v for k, v in overrides.items() if k in ("repetitions", "warmup", "output_tokens")}
+    generation = {k: v for k, v in overrides.items() if k in ("repetitions", "warmup", "output_tokens", "until_stable")}
     if generation:
         try:
             new_gen = GenerationConfig.model_validate({**config.generation.model_dump(), **generation})

@@ -41,11 +41,29 @@ class WorkloadConfig(_Strict):
         return self
 
 
+class UntilStableConfig(_Strict):
+    """Repeat past `repetitions` until the 95% CI of the median of `metric` is within `ci_width`
+    of the median (relative), or `max_repetitions` measured repetitions (harness/runner/stability.py)."""
+
+    ci_width: float = Field(gt=0, le=10)
+    max_repetitions: int = Field(30, ge=1, le=10000)
+    metric: Literal["ttft_ms", "e2e_ms", "decode_tps", "tpot_ms", "prefill_ms", "vision_encode_ms",
+                    "preprocess_ms"] = "e2e_ms"
+
+
 class GenerationConfig(_Strict):
     output_tokens: int = Field(32, ge=2, le=8192)
     warmup: int = Field(1, ge=0, le=100)
     repetitions: int = Field(5, ge=1, le=10000)
     timeout_s: float = Field(1800.0, gt=0)
+    until_stable: Optional[UntilStableConfig] = None
+
+    @model_validator(mode="after")
+    def _cap_covers_the_planned(self) -> "GenerationConfig":
+        if self.until_stable is not None and self.until_stable.max_repetitions < self.repetitions:
+            raise ValueError("until_stable.max_repetitions (%d) must be >= repetitions (%d)"
+                             % (self.until_stable.max_repetitions, self.repetitions))
+        return self
 
 
 class SuiteConfig(_Strict):
