@@ -215,3 +215,23 @@ def test_thor_sysfs_rails_and_the_ina238_board_input(tmp_path) -> None:  # type:
     values = src.read()
     assert values["power_w"] == pytest.approx(26.686) and values["power_w:VIN"] == pytest.approx(26.686)
     assert src.describe()["rails_summed"] == ["VIN"]
+
+
+# jetson_clocks --show on AGX Orin, JetPack 5.0 (tegra234): rbonghi/jetson_stats issue #381 (2023-03-01)
+ORIN_JP5_CLOCKS = (
+    "SOC family:tegra234  Machine:NVIDIA Orin Jetson-Small Developer Kit\n"
+    "Online CPUs: 0-11\n"
+    "cpu0: Online=1 Governor=schedutil MinFreq=115200 MaxFreq=2201600 CurrentFreq=2112000 IdleStates: WFI=1 c7=1 \n"
+    "cpu1: Online=1 Governor=schedutil MinFreq=115200 MaxFreq=2201600 CurrentFreq=2201600 IdleStates: WFI=1 c7=1 \n"
+    "cpu10: Online=1 Governor=schedutil MinFreq=115200 MaxFreq=2201600 CurrentFreq=2201600 IdleStates: WFI=1 c7=1 \n"
+    "cpu11: Online=1 Governor=schedutil MinFreq=115200 MaxFreq=2201600 CurrentFreq=1190400 IdleStates: WFI=1 c7=1 \n")
+
+
+def test_jetpack5_jetson_clocks_show() -> None:
+    from harness.runner.telemetry.jetson_parsers import parse_jetson_clocks_show
+
+    state = parse_jetson_clocks_show(ORIN_JP5_CLOCKS)
+    assert sorted(state.cpus) == ["cpu0", "cpu1", "cpu10", "cpu11"] and state.warnings == []
+    cpu11 = state.cpus["cpu11"]
+    assert (cpu11.min_mhz, cpu11.max_mhz, cpu11.cur_mhz, cpu11.governor) == (115.2, 2201.6, 1190.4, "schedutil")
+    assert state.locked is False  # min != max: jetson_clocks not applied
