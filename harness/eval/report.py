@@ -116,10 +116,15 @@ def table_rows(results: Sequence[Dict[str, Any]], measurements: Sequence[Dict[st
 
 
 def markdown_table(rows: Sequence[Dict[str, Any]], task: str, metric: str) -> str:
+    # a latency column no variant has a figure for is one sentence, not a column of dashes
+    empty = [label for _, label in LATENCY if rows and all(str(r[label]) == "-" for r in rows)]
+    columns = [c for c in COLUMNS if c not in empty]
     lines = ["## Accuracy vs quantization: %s (%s)" % (task, metric), "",
-             "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+             "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
-        lines.append("| " + " | ".join(str(row[c]).replace("|", "\\|") for c in COLUMNS) + " |")
+        lines.append("| " + " | ".join(str(row[c]).replace("|", "\\|") for c in columns) + " |")
+    if empty:
+        lines += ["", "Not measured for any variant in this run: %s." % ", ".join(empty)]
     lines += ["", "Accuracy: lm-eval's %s over the task's questions, answers generated on the board by the "
               "runner; 95%% Wilson score interval. Delta and McNemar p: paired against the reference "
               "variant on the same questions (exact binomial test under 25 discordant pairs). Latency "

@@ -34,3 +34,15 @@ def test_every_markdown_table_is_a_table_in_html() -> None:
     assert re.findall(r"<th>([^<]*)</th>", by_type) == ["device", "variant", "color", "shape"]
     assert "<td>50.0% (10)</td>" in by_type
     assert "<td>x|y</td>" in html  # an escaped pipe in a cell stays one cell, unescaped
+
+
+def test_a_latency_column_without_figures_becomes_one_sentence() -> None:
+    cells = {c: "1" for c in ("backend", "n", "accuracy", "95% CI", "delta vs ref", "delta 95% CI", "agreement",
+                              "McNemar p", "verdict", "failed", "TTFT ms", "decode tok/s", "peak host MB",
+                              "latency workload")}
+    rows = [dict(_row(v, 0.5, 0.3, 0.7), **cells, **{"peak accel MB": "-", "energy J/query": "-"})
+            for v in ("fp32", "int4")]
+    markdown = markdown_table(rows, "easy_vqa", "exact_match")
+    header = markdown.splitlines()[2]
+    assert "peak accel MB" not in header and "energy J/query" not in header and "TTFT ms" in header
+    assert "Not measured for any variant in this run: peak accel MB, energy J/query." in markdown
