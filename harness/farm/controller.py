@@ -276,13 +276,21 @@ class DeviceJob:
                                  timeout_s=self._timeout_s("lease"))
         except LeaseHeld as exc:
             if not (resume and exc.holder.run_id == plan.spec.run_id):
-                raise DeviceFailed(str(exc)) from None
+                raise DeviceFailed(str(exc) + self._holder_state(exc.holder.run_id)) from None
             # our own run's controller died (or was interrupted) holding it: resuming that run
             # takes it back, by compare-and-swap from exactly the lease it left
             self.lease = take_over(transport, self.workdir, exc.holder, owner, ttl_s=ttl,
                                    timeout_s=self._timeout_s("lease"))
             self._report(message="took over the lease of run %s (pid %d)" % (exc.holder.run_id, exc.holder.pid))
         self.lease_renewed = time.monotonic()
+
+    def _holder_state(self, run_id: str) -> str:
+        """What this store knows about the run holding a board: "" when it is not ours."""
+        try:
+            status = self.store.stored_status(run_id) and self.store.get_run(run_id).status
+        except Exception:  # another team's run, or a store hiccup: the lease message stands alone
+            return ""
+        return " (this store has run %s as %s)" % (run_id, status) if status else ""
 
     def _renew_lease(self) -> None:
         ttl = self.plan.device.timeouts.lease_s

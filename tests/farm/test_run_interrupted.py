@@ -98,6 +98,7 @@ def test_ctrl_c_marks_interrupted_names_the_run_and_resume_completes(farm: FarmI
     assert "leased by run %s" % run_id in error
     assert "`bench run --resume %s` continues it" % run_id in error
     assert "unlock ax650n --force` frees it" in error
+    assert "(this store has run %s as interrupted)" % run_id in error
 
     resumed = bench(project, devices_file, "run", "--resume", run_id, "--json")
     assert resumed.returncode == 0, resumed.stderr
