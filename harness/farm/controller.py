@@ -23,7 +23,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_expone
 from ..config.devices import DeviceConfig
 from ..errors import FailedError
 from ..runner.journal import EVENTS, INPUTS, RESULTS, SPEC, STATUS
-from ..runner.protocol import Event, Measurement, ProtocolError, RunSpec, parse_record
+from ..runner.protocol import Answer, Event, Measurement, ProtocolError, RunSpec, parse_record
 from ..store.sqlite import DeviceState, Store
 from .deploy import RunnerArtifact, ensure_runner, remote_sha256
 from .lease import Lease, LeaseError, LeaseHeld, LeaseOwner, acquire, take_over
@@ -348,8 +348,8 @@ class DeviceJob:
             pass
 
     def _reject_foreign(self, record: object) -> Optional[str]:
-        """Why a pulled measurement does not belong to this plan (None: it does)."""
-        if not isinstance(record, Measurement):
+        """Why a pulled measurement or answer does not belong to this plan (None: it does)."""
+        if not isinstance(record, (Measurement, Answer)):
             return None
         spec = self.plan.spec
         expected = (("run_id", spec.run_id), ("device", spec.device), ("suite", spec.suite))
@@ -358,6 +358,8 @@ class DeviceJob:
                 return "%s %s is not this plan's %s" % (name, _brief(getattr(record, name)), _brief(value))
         if record.variant not in {m.variant for m in spec.models}:
             return "variant %s is not in this plan" % _brief(record.variant)
+        if isinstance(record, Answer):
+            return None  # its request ids are checked against the requests when scored
         if record.workload not in {w.name for w in spec.workloads}:
             return "workload %s is not in this plan" % _brief(record.workload)
         return None

@@ -210,6 +210,13 @@ def test_records_of_another_plan_are_rejected(project: Path) -> None:
     assert "variant 'int4' is not in this plan" in job._reject_foreign(record(**dict(ok, variant="int4")))
     assert "workload 'video' is not in this plan" in job._reject_foreign(record(**dict(ok, workload="video")))
     assert "suite 'x'" in job._reject_foreign(record(**dict(ok, suite="x")))
+    from harness.runner.protocol import Answer
+
+    answer = Answer(run_id=plan.spec.run_id, device="emu", suite="tiny", task="t", backend="reference",
+                    variant="emulated", request_id="q1", status="ok")
+    assert job._reject_foreign(answer) is None
+    assert "run_id 'x'" in job._reject_foreign(Answer(**dict(answer.__dict__, run_id="x")))
+    assert "variant 'v9'" in job._reject_foreign(Answer(**dict(answer.__dict__, variant="v9")))
     assert controller.MAX_PULL_BYTES >= 1 << 20
 
 
