@@ -106,3 +106,18 @@ def test_report_in_chromium(browser: Any, reports: Dict[str, Path], kind: str) -
     if kind in ("history", "compare"):
         assert "emulated" in text.lower()
     page.close()
+
+
+@pytest.mark.parametrize("width", [800, 1280])
+def test_compare_tables_stay_on_the_page(browser: Any, reports: Dict[str, Path], width: int) -> None:
+    """The ranking table (17 columns) must not run off the page: it scrolls inside its own box."""
+    page = browser.new_page(viewport={"width": width, "height": 1200})
+    page.goto(reports["compare"].resolve().as_uri(), wait_until="load")
+    page_width = "() => document.documentElement.scrollWidth"
+    assert page.evaluate(page_width) <= width
+    wraps = page.eval_on_selector_all(".ranking-table", "els => els.map(e => e.parentElement.className)")
+    assert wraps and all(w == "table-wrap" for w in wraps)
+    if width == 800:  # the check can fail: without the scrolling box the table widens the page
+        page.add_style_tag(content=".table-wrap { overflow-x: visible !important; }")
+        assert page.evaluate(page_width) > width
+    page.close()
