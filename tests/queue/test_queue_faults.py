@@ -83,6 +83,17 @@ def test_unserved_board_stays_queued_and_says_why(team: Team) -> None:
     assert "w-ax" in listed["why"]  # the lab's live workers are named
     shown = team.bench("queue")
     assert "no live worker serves board agx-orin" in " ".join(shown.stderr.split())
+    # a queued job can be cancelled, and put back
+    cancelled = team.bench("queue", "cancel", str(job["job_id"]))
+    assert cancelled.returncode == 0 and "job %d cancelled" % job["job_id"] in cancelled.stdout
+    assert team.jobs()[job["job_id"]]["state"] == "cancelled"
+    again = team.bench("queue", "cancel", str(job["job_id"]))
+    assert again.returncode == 2 and "cannot be cancelled: cancelled" in again.stderr
+    retried = team.bench("queue", "retry", str(job["job_id"]))
+    assert retried.returncode == 0 and "job %d queued" % job["job_id"] in retried.stdout
+    assert team.jobs()[job["job_id"]]["state"] == "todo"
+    unknown = team.bench("queue", "retry", "987654")
+    assert unknown.returncode == 2 and "no job 987654" in unknown.stderr
 
 
 def test_host_key_changed_and_auth_refused_fail_for_good_without_retry(team: Team, tmp_path: Path) -> None:
