@@ -34,11 +34,23 @@ def start_or_fail(cmd: list, port: int, env: dict, ready_path: str = "/v1/models
 
 
 @pytest.fixture(scope="session")
-def transformers_server(tiny_hf_dir: Path) -> Iterator[str]:
+def served_tiny_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny random-weight Qwen2.5-VL (seed 0), as `bench models make --preset tiny` makes it:
+    the llama.cpp tests' copy when their fixtures are loaded (one build per session), else our own."""
+    try:
+        return Path(request.getfixturevalue("tiny_hf_dir"))
+    except pytest.FixtureLookupError:
+        from harness.models import make_model
+
+        return make_model("qwen2.5-vl", "tiny", tmp_path_factory.mktemp("served") / "tiny", seed=0).path
+
+
+@pytest.fixture(scope="session")
+def transformers_server(served_tiny_dir: Path) -> Iterator[str]:
     """The URL of `transformers serve` serving the tiny random-weight Qwen2.5-VL."""
     port = free_port()
     server = start_or_fail([str(BIN / "transformers"), "serve", "--host", "127.0.0.1", "--port", str(port),
-                            "--device", "cpu", str(tiny_hf_dir)], port,
+                            "--device", "cpu", str(served_tiny_dir)], port,
                            {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
     try:
         yield "http://127.0.0.1:%d" % port

@@ -36,8 +36,8 @@ def _spec(run_dir: Path, url: str, model_dir: Path, levels: List[int]) -> RunSpe
                    device_info={"type": "local", "telemetry_off": True})
 
 
-def test_levels_records_rounds_and_goodput(tmp_path: Path, transformers_server: str, tiny_hf_dir: Path) -> None:
-    spec = _spec(tmp_path, transformers_server, tiny_hf_dir, [1, 3])
+def test_levels_records_rounds_and_goodput(tmp_path: Path, transformers_server: str, served_tiny_dir: Path) -> None:
+    spec = _spec(tmp_path, transformers_server, served_tiny_dir, [1, 3])
     journal = Journal(str(tmp_path))
     try:
         code = SpecRunner(spec, str(tmp_path), journal).run()

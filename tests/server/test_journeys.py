@@ -45,11 +45,11 @@ def _report_html(project: Path) -> str:
     return html
 
 
-def test_sweep_resolution_on_local(project: Path, tiny_hf_dir: Path) -> None:
+def test_sweep_resolution_on_local(project: Path, served_tiny_dir: Path) -> None:
     (project / "devices.yaml").write_text(
         "devices:\n  - name: local\n    type: local\n    transport: local\n    workdir: work\n"
         "    backend: transformers\n    backend_options: {device: cpu, dtype: float32}\n"
-        "    models:\n      - {variant: fp32, path: %s}\n    telemetry: []\n    idle_s: 0\n" % tiny_hf_dir)
+        "    models:\n      - {variant: fp32, path: %s}\n    telemetry: []\n    idle_s: 0\n" % served_tiny_dir)
     _shorten(project, "sweep-resolution", [("warmup: 1", "warmup: 0"), ("repetitions: 3", "repetitions: 1"),
                                             ("output_tokens: 8", "output_tokens: 4")])
     proc = bench(project, "run", "--suite", "sweep-resolution", "--devices", "local", "--json")
@@ -66,12 +66,12 @@ def test_sweep_resolution_on_local(project: Path, tiny_hf_dir: Path) -> None:
     assert re.search(r"TTFT vs visual tokens, local / fp32 / transformers: log-log slope -?\d+\.\d\d over 64 tok", html)
 
 
-def test_server_concurrency_against_loopback_server(project: Path, transformers_server: str, tiny_hf_dir: Path) -> None:
+def test_server_concurrency_against_loopback_server(project: Path, transformers_server: str, served_tiny_dir: Path) -> None:
     (project / "devices.yaml").write_text(
         "devices:\n  - name: srv\n    type: local\n    transport: local\n    workdir: work\n"
         "    backend: openai\n    backend_options: {url: '%s', temperature: 1.0, seed: 0}\n"
         "    models:\n      - {variant: tiny, path: %s}\n    telemetry: []\n    idle_s: 0\n"
-        % (transformers_server, tiny_hf_dir))
+        % (transformers_server, served_tiny_dir))
     _shorten(project, "server-concurrency", [("concurrency: [1, 2, 4, 8]", "concurrency: [1, 2, 4]"),
                                               ("repetitions: 3", "repetitions: 1"),
                                               ("output_tokens: 16", "output_tokens: 4")])

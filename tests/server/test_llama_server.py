@@ -13,6 +13,11 @@ from typing import Iterator
 
 import pytest
 
+# the llama.cpp build and the tiny model's GGUF variants come from tests/llamacpp_env.py (the
+# llama.cpp tests' session fixtures); without that module there is nothing to serve
+llamacpp_env = pytest.importorskip("tests.llamacpp_env", reason="tests/llamacpp_env.py (llama.cpp fixtures) is missing")
+llamacpp, tiny_gguf, tiny_hf_dir = llamacpp_env.llamacpp, llamacpp_env.tiny_gguf, llamacpp_env.tiny_hf_dir
+
 from harness.runner.backends import get_backend
 from harness.runner.backends.base import Announcer, BackendError
 from harness.runner.concurrent import round_figures, run_round

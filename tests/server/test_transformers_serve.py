@@ -29,11 +29,11 @@ def image(side: int, prompt: str = "Describe this image.") -> WorkloadInputs:
 
 
 @pytest.fixture(scope="module")
-def backend(transformers_server: str, tiny_hf_dir: Path):  # type: ignore[no-untyped-def]
+def backend(transformers_server: str, served_tiny_dir: Path):  # type: ignore[no-untyped-def]
     b = get_backend("openai")({"url": transformers_server, "temperature": 1.0, "seed": 0},
-                              ModelSpec(variant="tiny", path=str(tiny_hf_dir)))
+                              ModelSpec(variant="tiny", path=str(served_tiny_dir)))
     info = b.load()
-    assert info.weights == "random" and info.model_id == str(tiny_hf_dir)
+    assert info.weights == "random" and info.model_id == str(served_tiny_dir)
     yield b
     b.close()
 
@@ -66,10 +66,10 @@ def test_counts_phase_order_and_visual_tokens(backend, side: int) -> None:  # ty
         assert len(raw.token_times) == 6 and len(itl) == 5
 
 
-def test_greedy_random_weights_arrive_in_one_event(transformers_server: str, tiny_hf_dir: Path) -> None:
+def test_greedy_random_weights_arrive_in_one_event(transformers_server: str, served_tiny_dir: Path) -> None:
     """Greedy decoding of random weights repeats one whitespace token, which the server holds back
     and sends as one event: the backend must say so, not invent per-token times."""
-    b = get_backend("openai")({"url": transformers_server}, ModelSpec(variant="tiny", path=str(tiny_hf_dir)))
+    b = get_backend("openai")({"url": transformers_server}, ModelSpec(variant="tiny", path=str(served_tiny_dir)))
     b.load()
     raw = b.run(image(112), GenerationSpec(output_tokens=8))
     assert raw.n_output_tokens == 8 and raw.engine["chunks"]["n_content_events"] < 8
@@ -78,15 +78,15 @@ def test_greedy_random_weights_arrive_in_one_event(transformers_server: str, tin
     assert itl == [] and metrics["itl_p50_ms"] is None
 
 
-def test_missing_api_key_variable_is_named(transformers_server: str, tiny_hf_dir: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_missing_api_key_variable_is_named(transformers_server: str, served_tiny_dir: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.delenv("BENCH_TEST_NO_SUCH_KEY", raising=False)
     b = get_backend("openai")({"url": transformers_server, "api_key_env": "BENCH_TEST_NO_SUCH_KEY"},
-                              ModelSpec(variant="tiny", path=str(tiny_hf_dir)))
+                              ModelSpec(variant="tiny", path=str(served_tiny_dir)))
     with pytest.raises(BackendError, match="BENCH_TEST_NO_SUCH_KEY"):
         b.load()
 
 
-def test_nothing_listening_is_a_clear_error(tiny_hf_dir: Path) -> None:
+def test_nothing_listening_is_a_clear_error(served_tiny_dir: Path) -> None:
     from tests.server.conftest import free_port
 
     b = get_backend("openai")({"url": "http://127.0.0.1:%d" % free_port()}, ModelSpec(variant="t", path="x"))
