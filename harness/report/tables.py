@@ -503,7 +503,7 @@ def build_report_data(run: Dict[str, Any], records: List[Dict[str, Any]]) -> Rep
                     excluded=", ".join(excluded) or "none",
                     source=str(row["source"] or ""),
                     engine=_engine_for_metric(engine_lookup.get(key + (workload,), []), metric),
-                    flagged=flag_badges.get((group_label(*key), str(workload)), ""),
+                    flagged="" if key in badged else flag_badges.get((group_label(*key), str(workload)), ""),
                     noisy=noisy_text(float(row["cv"])) if is_noisy(None if _missing(row["cv"]) else float(row["cv"]))
                     and metric not in COUNT_METRICS else "",
                 ))

@@ -134,7 +134,7 @@ def test_power_plot_is_an_embedded_png_of_the_median_e2e_rep(data: ReportData, w
     described = "repetition %d (median e2e" % chosen.repetition
     assert described in html and described in md
     power_section = html[html.index('id="energy"'):html.index('id="memory"')]
-    assert "Power over time: %s" % AX650N in power_section and "No power trace to draw." in power_section
+    assert "Power over time: %s: no power trace to draw (" % AX650N in power_section  # one sentence, no empty figure
 
 
 def test_throttle_badge_is_on_the_flagged_device_only(data: ReportData, written) -> None:
@@ -146,9 +146,10 @@ def test_throttle_badge_is_on_the_flagged_device_only(data: ReportData, written)
     assert any(f.startswith("temperature ina/soc 91.0 C after") for f in flags)
     assert "nvpmodel was '15W' before the measurement, expected 'MAXN'" in flags
     badged = [r for r in _rows_html(html) if "badge-throttled" in r]
-    # every summary-table metric row of the Jetson and each flagged repetition's row
-    n_metrics = sum(1 for t in data.workloads for r in t.rows if r.group.startswith(JETSON))
-    assert len(badged) == n_metrics + len(FLAGGED_REPS)
+    # the Jetson's first summary row per workload (once per variant, as the random/emulated
+    # badges) and each flagged repetition's row
+    n_tables = sum(1 for t in data.workloads if any(r.group.startswith(JETSON) for r in t.rows))
+    assert n_tables and len(badged) == n_tables + len(FLAGGED_REPS)
     assert all(JETSON in r and AX650N not in r and OLD not in r for r in badged)
     alert = html[html.index('<div class="alert-throttled">'):]
     alert = alert[:alert.index("</div>")]
