@@ -7,6 +7,7 @@ are real sshd "boards" running the reference backend.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -56,8 +57,10 @@ def job_windows(team: Team, ids: List[int]) -> Dict[int, tuple]:
 
 
 def test_submit_then_worker_once_runs_each_board_into_the_store(team: Team) -> None:
-    jobs = team.submit("--suite", "quick", "--devices", "ax650n,orin-nano", "--tag", "ci")
+    jobs = team.submit("--suite", "quick", "--devices", "ax650n,orin-nano", "--tag", "ci", "--priority", "5",
+                       "--variant", "emulated")
     assert [j["board"] for j in jobs] == ["ax650n", "orin-nano"]
+    assert all(team.jobs()[j["job_id"]]["priority"] == 5 for j in jobs)
     assert len({j["run_id"] for j in jobs}) == 1  # the boards of one suite share a run
     run_id = jobs[0]["run_id"]
     proc = team.bench("worker", "--lab", LAB, "--once", "--poll", "0.3", "--board-poll", "0.2")
@@ -70,6 +73,10 @@ def test_submit_then_worker_once_runs_each_board_into_the_store(team: Team) -> N
     assert team.sql("SELECT status, tags FROM runs WHERE run_id = %s", (run_id,)) == [("finished", '["ci"]')]
     table = team.bench("queue", "--lab", LAB)
     assert table.returncode == 0 and "succeeded" in table.stderr and run_id in table.stderr
+    done = team.bench("queue", "--lab", LAB, "--state", "succeeded", "--json")
+    assert done.returncode == 0 and {j["id"] for j in json.loads(done.stdout)} >= {j["job_id"] for j in jobs}
+    queued = team.bench("queue", "--lab", LAB, "--state", "todo", "--json")
+    assert queued.returncode == 0 and not {j["id"] for j in json.loads(queued.stdout)} & {j["job_id"] for j in jobs}
 
 
 def test_unserved_board_stays_queued_and_says_why(team: Team) -> None:
