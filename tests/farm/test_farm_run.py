@@ -121,7 +121,7 @@ def test_full_run_over_ssh_stores_what_a_local_run_would(farm: FarmInfo, project
         # both measured against the same kernel-timer-paced engine: never below its configured TTFT
         # (ax650n video, 5400 ms x 0.02), later only by wake-ups (bounds: tests/core/test_timing_truth.py)
         for record in (local_r, remote_r):
-            assert 108.0 <= record["metrics"]["ttft_ms"] <= 108.0 * 1.01 + 100.0, record["metrics"]
+            assert 108.0 <= record["metrics"]["ttft_ms"] <= 108.0 * 1.01 + 500.0, record["metrics"]
         assert remote_r["provenance"]["emulated"] is True
 
 
