@@ -11,7 +11,7 @@ from typing import Any, Optional
 import typer
 
 from .. import __version__
-from ..errors import BenchError
+from ..errors import EXIT_FAILED, EXIT_INTERRUPTED, BenchError
 from ..plan import Paths
 from .common import err
 
@@ -23,18 +23,28 @@ class BenchApp(typer.Typer):
     """
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        argv = kwargs.get("args") or (args[0] if args else None) or sys.argv[1:]
         try:
             return super().__call__(*args, **kwargs)
         except BenchError as exc:
-            argv = kwargs.get("args") or (args[0] if args else None) or sys.argv[1:]
-            if "--debug" in argv:
-                traceback.print_exc()
-            if "--json" in argv:  # a script asked for JSON: it gets a JSON error object too
-                sys.stdout.write(json.dumps({"ok": False, "error": {
-                    "message": str(exc), "exit_code": exc.exit_code, "kind": type(exc).__name__}}) + "\n")
-            err.print("[bold red]error:[/] ", end="")
-            err.print(str(exc), markup=False, highlight=False, soft_wrap=not err.is_terminal)
-            sys.exit(exc.exit_code)
+            self._exit(argv, str(exc), exc.exit_code, type(exc).__name__)
+        except OSError as exc:  # a file the user named cannot be read or written: their fix, one line
+            where = " %s" % exc.filename if exc.filename else ""
+            self._exit(argv, "%s%s" % (exc.strerror or exc, where and ":" + where), EXIT_FAILED, type(exc).__name__)
+        except KeyboardInterrupt:  # outside `bench run`, which handles Ctrl-C itself
+            err.print("interrupted")
+            sys.exit(EXIT_INTERRUPTED)
+
+    @staticmethod
+    def _exit(argv: Any, message: str, code: int, kind: str) -> None:
+        if "--debug" in argv:
+            traceback.print_exc()
+        if "--json" in argv:  # a script asked for JSON: it gets a JSON error object too
+            sys.stdout.write(json.dumps({"ok": False, "error": {"message": message, "exit_code": code,
+                                                                "kind": kind}}) + "\n")
+        err.print("[bold red]error:[/] ", end="")
+        err.print(message, markup=False, highlight=False, soft_wrap=not err.is_terminal)
+        sys.exit(code)
 
 
 app = BenchApp(name="bench", help="edge-VLM bench: benchmark vision-language models on edge boards.",

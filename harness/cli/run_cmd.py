@@ -24,7 +24,7 @@ from ..config.overrides import apply_overrides, collect_overrides
 from ..terminal import TerminalTable, num_col, say, show, text_col
 from .app import app
 from .run_display import ProgressView, accuracy_table, print_end
-from .common import EXIT_CONFIG, EXIT_FAILED, EXIT_MISSING, err, fail, open_paths_store, summary_rows, transport_factory
+from .common import EXIT_FAILED, EXIT_MISSING, err, fail, open_paths_store, summary_rows, transport_factory
 
 
 def _same_settings(previous, chosen, inventory) -> None:
