@@ -60,7 +60,7 @@ def _reference(tmp_path: Path, request: pytest.FixtureRequest) -> Tuple[Dict[str
 
 def _transformers(tmp_path: Path, request: pytest.FixtureRequest) -> Tuple[Dict[str, Any], str]:
     if not _installed("torch", "transformers"):
-        pytest.skip("torch/transformers not installed (pip install 'edge-vlm-bench[local]')")
+        pytest.skip("torch/transformers not installed (pip install -e '.[local]')")
     dirs = request.getfixturevalue("tiny_model_dirs")
     return {"device": "cpu", "dtype": "float32"}, str(dirs["qwen2.5-vl"])
 
@@ -82,7 +82,7 @@ def _llamacpp(tmp_path: Path, request: pytest.FixtureRequest) -> Tuple[Dict[str,
 
 def _openvino(tmp_path: Path, request: pytest.FixtureRequest) -> Tuple[Dict[str, Any], str]:
     if not _installed("openvino", "openvino_genai"):
-        pytest.skip("openvino-genai not installed (pip install 'edge-vlm-bench[openvino]')")
+        pytest.skip("openvino-genai not installed (pip install -e '.[openvino]')")
     return {"device": "CPU"}, str(FIXTURES / "openvino_tiny_qwen2_5_vl")
 
 

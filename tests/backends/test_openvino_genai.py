@@ -27,7 +27,7 @@ EXPECTED_INPUT_TOKENS = {"image": 256 + 35, "video-8f": 484 + 35}
 
 needs_openvino = pytest.mark.skipif(
     not all(__import__("importlib").util.find_spec(m) for m in ("openvino", "openvino_genai")),
-    reason="openvino-genai is not installed (pip install 'edge-vlm-bench[openvino]')",
+    reason="openvino-genai is not installed (pip install -e '.[openvino]')",
 )
 
 
@@ -121,7 +121,7 @@ def test_engine_not_installed_names_the_extra(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setitem(sys.modules, "openvino_genai", None)  # `import openvino_genai` now fails
     with pytest.raises(BackendUnavailable) as caught:
         _backend(tmp_path).load()
-    assert "pip install 'edge-vlm-bench[openvino]'" in str(caught.value)
+    assert "pip install -e '.[openvino]'" in str(caught.value)
 
 
 @pytest.mark.parametrize("options, message", [

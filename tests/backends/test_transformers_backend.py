@@ -200,7 +200,7 @@ def test_engine_not_installed_names_the_extra(tiny_model_dirs: Dict[str, Path], 
     with pytest.raises(BackendUnavailable) as caught:
         _backend(tiny_model_dirs["qwen2.5-vl"]).load()
     assert "transformers backend: transformers is not installed" in str(caught.value)
-    assert "pip install 'edge-vlm-bench[local]'" in str(caught.value)
+    assert "pip install -e '.[local]'" in str(caught.value)
 
 
 def test_model_without_video_path(tmp_path: Path) -> None:
@@ -262,7 +262,7 @@ def test_module_imports_with_stdlib_only() -> None:
 def test_module_is_python_38_compatible() -> None:
     vermin = shutil.which("vermin") or str(Path(sys.executable).with_name("vermin"))
     if not Path(vermin).exists():
-        pytest.skip("vermin is not installed (pip install 'edge-vlm-bench[dev]')")
+        pytest.skip("vermin is not installed (pip install -e '.[dev]')")
     path = REPO / "harness" / "runner" / "backends" / "transformers_backend.py"
     result = subprocess.run([vermin, "-t=3.8-", "--no-tips", "--violations", str(path)],
                             capture_output=True, text=True, timeout=60)

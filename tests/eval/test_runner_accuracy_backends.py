@@ -32,7 +32,7 @@ FIXTURES = REPO / "tests" / "backends" / "fixtures"
 CANARY_IR = REPO / "tests" / "fixtures" / "canary_openvino"
 HAS_OPENVINO = all(importlib.util.find_spec(m) for m in ("openvino", "openvino_genai"))
 needs_openvino = pytest.mark.skipif(not HAS_OPENVINO, reason="openvino-genai is not installed "
-                                                             "(pip install 'edge-vlm-bench[openvino]')")
+                                                             "(pip install -e '.[openvino]')")
 
 
 def _answers(run_dir: Path, backend: BackendSpec, model: ModelSpec, limit: int) -> List[Any]:

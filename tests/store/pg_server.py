@@ -92,7 +92,7 @@ def start_server() -> PgServer:
         import psycopg  # noqa: F401  (only whether they import)
         import sqlalchemy  # noqa: F401
     except ImportError as exc:
-        missing("the PostgreSQL store needs SQLAlchemy and psycopg (pip install 'edge-vlm-bench[postgres]'): %s" % exc)
+        missing("the PostgreSQL store needs SQLAlchemy and psycopg (pip install -e '.[postgres]'): %s" % exc)
     run_as = None
     root = Path(tempfile.mkdtemp(prefix="bench-pg-"))
     if os.geteuid() == 0:
