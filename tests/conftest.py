@@ -33,3 +33,6 @@ def bench_env() -> dict:
 
 
 BENCH = [sys.executable, "-m", "harness.cli"]
+
+# the real llama.cpp and GGUF variants of the tiny model and the canary (session-scoped, cached)
+from tests.llamacpp_env import canary_gguf, llamacpp, tiny_gguf, tiny_hf_dir  # noqa: E402,F401
