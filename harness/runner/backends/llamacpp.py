@@ -242,7 +242,8 @@ class LlamaCppBackend(Backend):
                                       "separate images, not the model's video path" % (what, inputs.kind, inputs.name))
         return self._media_path(inputs)
 
-    def _execute(self, argv: List[str], timeout_s: float, announce: Optional[Announcer] = None) -> ParsedQuery:
+    def _execute(self, argv: List[str], timeout_s: float, announce: Optional[Announcer] = None,
+                 need_perf: bool = True) -> ParsedQuery:
         """One single-turn CLI run to its exit, every output chunk stamped on arrival by the
         runner's clock (``announce.now``), then parsed."""
         try:
@@ -264,7 +265,9 @@ class LlamaCppBackend(Backend):
         query = parse_query(chunks)
         if query.legacy_cli is not None and query.t_ready is None:
             raise BackendError("llamacpp backend: %s (%s exited with code %s)" % (query.legacy_cli, argv[0], code))
-        if code != 0 or query.t_ready is None or not query.perf:
+        # the CLI logs through a worker thread that can lose its last lines (the perf print) at
+        # exit, seen about once in 20 runs on a loaded machine: an answer does not need them
+        if code != 0 or query.t_ready is None or (need_perf and not query.perf):
             raise BackendError("llamacpp backend: llama-mtmd-cli exited with code %s%s; its last output:\n%s"
                                % (code, " (%s)" % "; ".join(query.errors) if query.errors else "", proc.tail()))
         return query
@@ -285,7 +288,7 @@ class LlamaCppBackend(Backend):
         """Greedy answer to one accuracy request: ``-n max_new_tokens``, EOS honoured (no
         ``--ignore-eos``); the text is what the CLI printed on stdout."""
         argv = self._argv(self._image(inputs, "answer"), prompt, max_new_tokens, ignore_eos=False)
-        return self._execute(argv, self.load_timeout_s + _ANSWER_TIMEOUT_S).text.strip()
+        return self._execute(argv, self.load_timeout_s + _ANSWER_TIMEOUT_S, need_perf=False).text.strip()
 
     def _timing(self, query: ParsedQuery, generation: GenerationSpec, announce: Announcer) -> RawTiming:
         warnings: List[str] = []
