@@ -102,11 +102,14 @@ def test_memory_on_this_machine_procfs_and_psutil_agree() -> None:
     pytest.importorskip("psutil")
     fast = MemorySource({})  # auto: /proc when present
     assert fast.describe()["backend"] == "procfs"
+    own = MemorySource({"backend": "psutil"})
     tree = MemorySource({"backend": "psutil", "include_children": True})
     assert tree.describe()["backend"].startswith("psutil")
-    a, b = fast.read(), tree.read()
+    a, b, c = fast.read(), own.read(), tree.read()
     assert 5 < a["mem_mb:rss"] < 100_000 and a["mem_mb:system_used"] > 0
-    assert b["mem_mb:rss"] == pytest.approx(a["mem_mb:rss"], rel=0.2)  # no children here
+    # the same process read two ways agrees; with children (a session's servers, in CI) it is larger
+    assert b["mem_mb:rss"] == pytest.approx(a["mem_mb:rss"], rel=0.2)
+    assert c["mem_mb:rss"] >= b["mem_mb:rss"] * 0.8
     assert b["mem_mb:system_used"] == pytest.approx(a["mem_mb:system_used"], rel=0.2)
     assert a["mem_mb:rss_hwm"] >= a["mem_mb:rss"]
 
