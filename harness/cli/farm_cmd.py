@@ -26,8 +26,8 @@ def farm_up_command(
         raise fail("the emulated farm lives on loopback only (127.x.x.x), not %s" % base_ip, EXIT_CONFIG)
     info = farm_up(boards, state_dir, base_ip=base_ip, python=sys.executable)  # FarmError: exit 3
     for board in info.boards:
-        err.print("  %s (%s) on %s:%d" % (board.name, board.type, board.host, board.port), markup=False)
-    err.print("run it: bench --devices-file %s run --suite video-8f --devices all" % info.devices_yaml, markup=False)
+        err.print("  %s (%s) on %s:%d" % (board.name, board.type, board.host, board.port), markup=False, soft_wrap=not err.is_terminal)
+    err.print("run it: bench --devices-file %s run --suite video-8f --devices all" % info.devices_yaml, markup=False, soft_wrap=not err.is_terminal)
 
 
 @farm_app.command("down")
@@ -36,4 +36,4 @@ def farm_down_command(state_dir: Path = typer.Option(Path("results/farm"), "--st
     from ..farm.sshd_farm import farm_down
 
     stopped = farm_down(state_dir)
-    err.print("stopped %d board(s): %s" % (len(stopped), ", ".join(stopped) or "none running"), markup=False)
+    err.print("stopped %d board(s): %s" % (len(stopped), ", ".join(stopped) or "none running"), markup=False, soft_wrap=not err.is_terminal)

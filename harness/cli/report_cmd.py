@@ -36,7 +36,7 @@ def report(
 
         page = render_history(store, out or paths.reports_dir / "history", metrics=metric or None,
                               suite=suite, tag=tag, last_runs=last, include_incomplete=include_incomplete)
-        err.print("wrote %s" % page, markup=False)
+        err.print("wrote %s" % page, markup=False, soft_wrap=not err.is_terminal)
         return
     ids = run_ids or ["latest"]
     records = [store.get_run(run_id) for run_id in ids]
@@ -48,7 +48,7 @@ def report(
         page = render_compare(store, [r.run_id for r in records], inventory, target,
                               reference_inventory=_reference_inventory(paths),
                               accuracy=_variant_accuracy(paths, store, [r.run_id for r in records]))
-        err.print("wrote %s" % page, markup=False)
+        err.print("wrote %s" % page, markup=False, soft_wrap=not err.is_terminal)
         return
     from ..report import write_report
 
@@ -64,9 +64,9 @@ def report(
             accuracy = write_accuracy_report(record.run_id, paths.results_dir, measurements, target, store=store)
         written = write_report(record.as_dict(), measurements, target,
                                accuracy_page="accuracy.html" if accuracy is not None else None)
-        err.print("wrote %s, %s, %s" % (written.index_html, written.summary_md, written.results_csv), markup=False)
+        err.print("wrote %s, %s, %s" % (written.index_html, written.summary_md, written.results_csv), markup=False, soft_wrap=not err.is_terminal)
         if accuracy is not None:
-            err.print("wrote the accuracy table and plot in %s" % target, markup=False)
+            err.print("wrote the accuracy table and plot in %s" % target, markup=False, soft_wrap=not err.is_terminal)
 
 
 def _reference_inventory(paths: Paths):
