@@ -128,7 +128,7 @@ def token_count_section(tiny_hf: Path, tiny_gguf: Path, tree: Any) -> Dict[str, 
     engines = {
         "transformers": ("transformers", {"device": "cpu"}, tiny_hf),
         "openvino_genai": ("openvino_genai", {"device": "CPU"}, OV_TINY),
-        "llamacpp": ("llamacpp", {"cli": str(tree.tool("llama-mtmd-cli")), "threads": 2}, tiny_gguf),
+        "llamacpp": ("llamacpp", {"cli": str(tree.tool("llama-mtmd-cli"))}, tiny_gguf),
     }
     inputs = _image_inputs()
     out = {}
@@ -143,8 +143,10 @@ def token_count_section(tiny_hf: Path, tiny_gguf: Path, tree: Any) -> Dict[str, 
     return out
 
 
-def canary_answers(variants: Dict[str, Any], limit: int, work: Path) -> Dict[str, Dict[str, str]]:
-    """{variant: {request id: answer}} through the runner's accuracy path, one runner per engine."""
+def canary_answers(variants: Dict[str, Any], limit: int, work: Path,
+                   failed: Dict[str, int]) -> Dict[str, Dict[str, str]]:
+    """{variant: {request id: answer}} through the runner's accuracy path, one runner per engine;
+    an answer that failed is scored as wrong and counted in ``failed`` (printed beside the score)."""
     from harness.eval.board import read_answers
     from harness.runner.execute import SpecRunner
     from harness.runner.journal import RESULTS, Journal
@@ -161,6 +163,7 @@ def canary_answers(variants: Dict[str, Any], limit: int, work: Path) -> Dict[str
             journal.close()
         for answer in read_answers(run_dir / RESULTS):
             out.setdefault(answer.variant, {})[answer.request_id] = answer.answer if answer.status == "ok" else ""
+            failed[answer.variant] = failed.get(answer.variant, 0) + (answer.status != "ok")
     return out
 
 
@@ -178,11 +181,13 @@ def canary_section(tree: Any, gguf: Dict[str, Any], limit: int, work: Path) -> D
         "transformers": (BackendSpec("transformers", {"device": "cpu"}), [ModelSpec("transformers fp32", str(CANARY))]),
         "openvino_genai": (BackendSpec("openvino_genai", {"device": "CPU"}),
                            [ModelSpec("openvino_genai fp32", str(CANARY_OV))]),
-        "llamacpp": (BackendSpec("llamacpp", {"cli": cli, "threads": 2}),
+        # default threads (CPUs - 1): with every CPU computing, the CLI loses answers at exit (llama.cpp #22142)
+        "llamacpp": (BackendSpec("llamacpp", {"cli": cli}),
                      [ModelSpec("llamacpp " + t, str(v.dir)) for t, v in gguf.items()]),
     }
     started = time.monotonic()
-    answers = canary_answers(variants, limit, work)
+    failed: Dict[str, int] = {}
+    answers = canary_answers(variants, limit, work, failed)
     seconds = time.monotonic() - started
     rows = subset_rows(limit)
     keys = ["easy_vqa/%d" % i for i in range(limit)]
@@ -193,7 +198,7 @@ def canary_section(tree: Any, gguf: Dict[str, Any], limit: int, work: Path) -> D
     agreement = {(a, b): agreement_rate(answers[a], answers[b]) for i, a in enumerate(names) for b in names[i + 1:]}
     pairs = [compare_pair("llamacpp F16", "llamacpp " + t, scores["llamacpp F16"], scores["llamacpp " + t],
                           answers["llamacpp F16"], answers["llamacpp " + t], margin) for t in gguf if t != "F16"]
-    return {"n": limit, "seconds": seconds, "accuracy": acc, "agreement": agreement, "pairs": pairs,
+    return {"n": limit, "seconds": seconds, "accuracy": acc, "failed": failed, "agreement": agreement, "pairs": pairs,
             "margin_pp": margin, "tensor_types": {t: v.tensor_types for t, v in gguf.items()}}
 
 
@@ -257,8 +262,9 @@ def main(argv: Sequence[str]) -> int:
             r = canary_section(tree, gguf, args.limit, work / "canary")
             print("\n[5] canary on the easy-VQA subset, n=%d (answers through the runner, %.0f s)" % (r["n"], r["seconds"]))
             for variant, a in r["accuracy"].items():
-                print("    %-22s %5.1f%% (%d/%d), 95%% Wilson %.1f-%.1f%%"
-                      % (variant, 100 * a.accuracy, a.correct, a.n, 100 * a.ci_low, 100 * a.ci_high))
+                print("    %-22s %5.1f%% (%d/%d), 95%% Wilson %.1f-%.1f%%; %d answers failed (scored wrong)"
+                      % (variant, 100 * a.accuracy, a.correct, a.n, 100 * a.ci_low, 100 * a.ci_high,
+                         r["failed"].get(variant, 0)))
             print("    answer agreement:")
             for (a, b), rate in r["agreement"].items():
                 print("      %-22s vs %-22s %5.1f%%" % (a, b, 100 * rate))

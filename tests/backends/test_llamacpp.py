@@ -253,19 +253,14 @@ def test_real_cli_runs_the_image_workload_on_every_gguf_variant(tmp_path: Path, 
     """The real llama-mtmd-cli (scripts/build_llamacpp.sh) on the tiny random-weight model converted by
     llama.cpp's own convert_hf_to_gguf.py, F16 and llama-quantize's Q8_0 / Q4_K_M, through the runner."""
     models = [ModelSpec(t, str(v.dir)) for t, v in tiny_gguf.items()]
-    code, records, stderr = run_runner(tmp_path, "llamacpp", {"cli": str(llamacpp.tool("llama-mtmd-cli")),
-                                                              "threads": 2},
+    code, records, stderr = run_runner(tmp_path, "llamacpp", {"cli": str(llamacpp.tool("llama-mtmd-cli"))},
                                        "", tokens=8, reps=2, models=models)
     assert sorted({r["variant"] for r in records}) == sorted(tiny_gguf)
-    # the CLI logs through a worker thread that now and then loses its last lines (the perf print)
-    # at exit on a loaded machine: such a run is an error record saying so, never a number
+    # the default thread count leaves the CLI's log thread a CPU, so no run loses its output at exit
+    # (test_llamacpp_lost_output.py); a re-run would say so in the warnings
     failed = [r for r in records if r["status"] != "ok"]
-    assert len(failed) <= 2 and code == (1 if failed else 0), (stderr, [r["error"][:300] for r in failed])
-    assert all("llama-mtmd-cli exited with code 0" in r["error"] for r in failed)
-    assert {r["variant"] for r in records if r["status"] == "ok"} == set(tiny_gguf)
+    assert not failed and code == 0, (stderr, [r["error"][:300] for r in failed])
     for record in records:
-        if record["status"] != "ok":
-            continue
         metrics, engine, prov = record["metrics"], record["engine"], record["provenance"]
         # 448x448 -> 32x32 patches of 14 -> 2x2 merge -> 256 visual tokens; + 35 text tokens of the
         # chat template: the same counts as transformers and OpenVINO GenAI (benchmarks/peer_agreement.py)
@@ -288,7 +283,7 @@ def test_real_cli_runs_the_image_workload_on_every_gguf_variant(tmp_path: Path, 
         if not merged:  # one write per token: every gap is ours
             assert len(record["itl_ms"]) == 7 and metrics["decode_tps"] > 0
         # tokens that reach us merged (a late read on a loaded machine) leave no gaps, and say so
-        assert merged or record["warnings"] == [] or all("not resolved" in w for w in record["warnings"])
+        assert merged or all("not resolved" in w or w.startswith("re-run ") for w in record["warnings"])
         assert metrics["ttft_ms"] > metrics["prefill_ms"] > 0
         parts = sum(metrics[k] or 0.0 for k in ("preprocess_ms", "vision_encode_ms", "prefill_ms"))
         assert parts == pytest.approx(metrics["ttft_ms"], abs=1e-3) or parts < metrics["ttft_ms"]

@@ -4,7 +4,7 @@ whole `bench run --suite vqa-quant` path (run_suite: plans, runner, lm-eval scor
 
 A subset keeps the test short (each answer is one CLI process); benchmarks/peer_agreement.py runs
 all 500 questions. What must hold: every question answered, F16 answers as the canary does in
-other engines (>= 80% here), the statistics are consistent with each other (Wilson CI around the
+other engines (>= 80% here; no answer lost at exit), the statistics are consistent with each other (Wilson CI around the
 accuracy, delta = discordant difference / n, the bootstrap CI around the delta, a verdict that
 follows from the CI and the suite's margin), and the report shows every variant pair.
 """
@@ -35,7 +35,7 @@ def test_canary_gguf_variants_answer_easy_vqa_through_llama_cpp(tmp_path: Path, 
                                                                 canary_gguf: Dict[str, Any]) -> None:
     device = {
         "name": "cpu", "type": "local", "transport": "local", "workdir": "results/work", "idle_s": 0,
-        "backend": "llamacpp", "backend_options": {"cli": str(llamacpp.tool("llama-mtmd-cli")), "threads": 2},
+        "backend": "llamacpp", "backend_options": {"cli": str(llamacpp.tool("llama-mtmd-cli"))},
         "models": [{"variant": t, "path": str(v.dir), "quantization": t} for t, v in canary_gguf.items()],
     }
     project = make_project(tmp_path / "project", [device])
@@ -63,10 +63,10 @@ def test_canary_gguf_variants_answer_easy_vqa_through_llama_cpp(tmp_path: Path, 
         assert result["n"] == LIMIT and result["n_failed"] == 0 and not result["emulated"], result
         assert result["backend"] == "llamacpp"
         assert result["ci_low"] <= result["accuracy"] <= result["ci_high"]
-    # llama.cpp sees a 64x64 easy-VQA image as 9 visual tokens where the model's own processor makes 16
-    # (README, "Peers side by side"): F16 scored 84% on 200 questions and 75% on these 60 in CI; a broken
-    # path answers at chance (well under half of these questions right)
-    assert f16["accuracy"] >= 0.65, f16
+    # F16 scores 52/60 on these questions (greedy, so the same on every run of this build); a broken
+    # path answers at chance (well under half of them right). Before lost output was re-run, empty
+    # answers were scored wrong and this fell to 75% in CI.
+    assert f16["accuracy"] >= 0.8, f16
     assert "pairs" not in f16 and "verdict" not in f16
     for variant in ("Q8_0", "Q4_K_M"):
         result = results[variant]
@@ -78,9 +78,9 @@ def test_canary_gguf_variants_answer_easy_vqa_through_llama_cpp(tmp_path: Path, 
     # every pair once: Q8_0 vs F16; Q4_K_M vs F16 and vs Q8_0
     assert [(p["a"], p["b"]) for p in results["Q8_0"]["pairs"]] == [("F16", "Q8_0")]
     assert sorted((p["a"], p["b"]) for p in results["Q4_K_M"]["pairs"]) == [("F16", "Q4_K_M"), ("Q8_0", "Q4_K_M")]
-    # Q8_0 keeps most of this model's answers (8-bit weights, F16 projector; 52/60 the same here -
-    # a 0.95 M-parameter model of width 128 feels 8-bit rounding more than a real one)
-    assert results["Q8_0"]["agreement"] >= 0.8, results["Q8_0"]
+    # Q8_0 gives the F16 answer to all 60 questions here (8-bit weights, F16 projector); lost answers
+    # scored as wrong once made this 0.7, so the bar also catches their return
+    assert results["Q8_0"]["agreement"] >= 0.95, results["Q8_0"]
 
     report = write_accuracy_report(out["run_id"], paths.results_dir, out["measurements"], project / "reports" / "r")
     assert report is not None

@@ -25,13 +25,25 @@ as separate images, which is not the model's video path, so video workloads are 
 ``--ignore-eos``, so EOS ends the answer; the answer is the token text on stdout (the logs are on
 stderr, read separately), stripped.
 
+Lost output: the CLI prints everything - tokens included - through llama.cpp's log thread, whose
+queue is deliberately never flushed at exit (llama.cpp issue #22142, PR #25504). When the compute
+threads take every CPU, that thread gets no time and a run exits with code 0 having printed
+neither its answer nor its perf lines: 18 of 30 runs of the canary with ``-t 2`` on a 2-CPU
+machine, 0 of 30 with ``-t 1``. So a run counts only when its last line, the perf print's
+``total time``, arrived (everything is printed in order, so nothing before it was lost); a run
+without it is re-run (``lost_output_retries`` times, recorded in the measurement's warnings) and
+then reported as an error, never as an empty answer. The default thread count leaves one CPU to
+that thread (CPUs - 1); ``threads`` set to every CPU is allowed and warned about at load.
+
 Model variants: the variant's path is a ``.gguf`` file, or a directory holding one model
 ``.gguf`` and one ``mmproj*.gguf`` (Q4/Q8/F16 variants are different files).
 
 Options:
   cli            path to llama-mtmd-cli (default: found on PATH)
   mmproj         the projector GGUF (default: the mmproj*.gguf beside the model)
-  threads        -t            gpu_layers  -ngl (CUDA builds)       ctx_size  -c
+  threads        -t (default: the CPUs this process may use, minus one; see "Lost output")
+  gpu_layers     -ngl (CUDA builds)       ctx_size  -c
+  lost_output_retries  re-runs of a run whose output was lost at exit (default 3)
   extra_args     appended to the command line
   token_stream   per_token (default) or none, as for axllm
   pty            give the CLI terminals for its output (default true)
@@ -82,6 +94,14 @@ def _positive_int(value: Any, name: str) -> Optional[int]:
     return value
 
 
+def _usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))  # type: ignore[attr-defined]
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def _sha256(path: str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -93,13 +113,16 @@ def _sha256(path: str) -> str:
 @register_backend("llamacpp")
 class LlamaCppBackend(Backend):
     option_names = ("cli", "mmproj", "threads", "gpu_layers", "ctx_size", "extra_args", "token_stream", "pty",
-                    "load_timeout_s")
+                    "load_timeout_s", "lost_output_retries")
 
     def __init__(self, options: Dict[str, Any], model: ModelSpec) -> None:
         super().__init__(options, model)
         self.cli = str(options.get("cli", "llama-mtmd-cli"))
         self.mmproj_option = options.get("mmproj")
         self.threads = _positive_int(options.get("threads"), "threads")
+        retries = _positive_int(options.get("lost_output_retries", 3), "lost_output_retries")
+        self.lost_output_retries = 3 if retries is None else retries
+        self.lost_output_reruns = 0  # re-runs so far (answers have no warnings list to carry them)
         self.gpu_layers = _positive_int(options.get("gpu_layers"), "gpu_layers")
         self.ctx_size = _positive_int(options.get("ctx_size"), "ctx_size")
         extra = options.get("extra_args", [])
@@ -183,6 +206,14 @@ class LlamaCppBackend(Backend):
         for name in (self._model_file, self._mmproj):
             digest.update(os.path.basename(name).encode("utf-8") + b"\0" + _sha256(name).encode("ascii"))
         accelerator = "cpu" if not self.gpu_layers else "gpu (-ngl %d)" % self.gpu_layers
+        cpus = _usable_cpus()
+        threads_note = "set" if self.threads else "default: %d usable CPUs - 1" % cpus
+        if not self.threads:
+            self.threads = max(1, cpus - 1)
+        elif self.threads >= cpus:
+            threads_note = ("set to %d on %d usable CPUs: llama.cpp's log thread gets no CPU while the model runs, "
+                            "and runs lose their output at exit (llama.cpp #22142); each such run is re-run up to "
+                            "%d times, then reported as an error" % (self.threads, cpus, self.lost_output_retries))
         return LoadInfo(
             engine="llama.cpp llama-mtmd-cli (%s)" % version,
             engine_versions={"llama.cpp": version, "llama-mtmd-cli sha256": _sha256(self._cli_path)},
@@ -196,6 +227,8 @@ class LlamaCppBackend(Backend):
                 "model_file": self._model_file,
                 "mmproj": self._mmproj,
                 "threads": self.threads,
+                "threads_note": threads_note,
+                "lost_output_retries": self.lost_output_retries,
                 "gpu_layers": self.gpu_layers,
                 "token_stream": self.token_stream,
                 "marker": marker or None,
@@ -242,10 +275,29 @@ class LlamaCppBackend(Backend):
                                       "separate images, not the model's video path" % (what, inputs.kind, inputs.name))
         return self._media_path(inputs)
 
-    def _execute(self, argv: List[str], timeout_s: float, announce: Optional[Announcer] = None,
-                 need_perf: bool = True) -> ParsedQuery:
+    def _execute(self, argv: List[str], timeout_s: float, announce: Optional[Announcer] = None) -> "Tuple[ParsedQuery, int]":
         """One single-turn CLI run to its exit, every output chunk stamped on arrival by the
-        runner's clock (``announce.now``), then parsed."""
+        runner's clock (``announce.now``), then parsed; re-run while its output was lost at exit
+        (module docstring, "Lost output"). Returns the parsed run and how many re-runs it took."""
+        for attempt in range(self.lost_output_retries + 1):
+            query, code, tail = self._execute_once(argv, timeout_s, announce)
+            if query.legacy_cli is not None and query.t_ready is None:
+                raise BackendError("llamacpp backend: %s (%s exited with code %s)" % (query.legacy_cli, argv[0], code))
+            if code == 0 and "total_ms" in query.perf and query.t_ready is not None:
+                return query, attempt
+            if code != 0:
+                break
+            if attempt < self.lost_output_retries:
+                self.lost_output_reruns += 1
+        lost = code == 0
+        raise BackendError("llamacpp backend: llama-mtmd-cli exited with code %s%s%s; its last output:\n%s"
+                           % (code, " (%s)" % "; ".join(query.errors) if query.errors else "",
+                              " but its output ended before the perf print in %d of %d runs (llama.cpp's log "
+                              "thread loses what it has not printed at exit, llama.cpp #22142: use fewer threads "
+                              "than CPUs)" % (attempt + 1, attempt + 1) if lost else "", tail))
+
+    def _execute_once(self, argv: List[str], timeout_s: float,
+                      announce: Optional[Announcer]) -> "Tuple[ParsedQuery, Optional[int], str]":
         try:
             proc = ConsoleProcess(argv, cwd=self._tmp, use_pty=self.use_pty, split_stderr=True)
         except OSError as exc:
@@ -261,16 +313,7 @@ class LlamaCppBackend(Backend):
                                % (timeout_s, proc.tail())) from exc
         finally:
             proc.close(quit_line=None)
-        code = proc.proc.returncode
-        query = parse_query(chunks)
-        if query.legacy_cli is not None and query.t_ready is None:
-            raise BackendError("llamacpp backend: %s (%s exited with code %s)" % (query.legacy_cli, argv[0], code))
-        # the CLI logs through a worker thread that can lose its last lines (the perf print) at
-        # exit, seen about once in 20 runs on a loaded machine: an answer does not need them
-        if code != 0 or query.t_ready is None or (need_perf and not query.perf):
-            raise BackendError("llamacpp backend: llama-mtmd-cli exited with code %s%s; its last output:\n%s"
-                               % (code, " (%s)" % "; ".join(query.errors) if query.errors else "", proc.tail()))
-        return query
+        return parse_query(chunks), proc.proc.returncode, proc.tail()
 
     def run(
         self,
@@ -281,14 +324,19 @@ class LlamaCppBackend(Backend):
     ) -> RawTiming:
         argv = self._argv(self._image(inputs, "run"), inputs.prompt, generation.output_tokens)
         announce = announce if announce is not None else Announcer(on_phase)
-        query = self._execute(argv, self.load_timeout_s + generation.timeout_s, announce)
-        return self._timing(query, generation, announce)
+        query, reruns = self._execute(argv, self.load_timeout_s + generation.timeout_s, announce)
+        timing = self._timing(query, generation, announce)
+        if reruns:
+            timing.warnings.append("re-run %d time(s): llama-mtmd-cli exited with its output lost before the perf "
+                                   "print (llama.cpp #22142); these figures are from the run that printed it" % reruns)
+        return timing
 
     def answer(self, inputs: WorkloadInputs, prompt: str, max_new_tokens: int) -> str:
         """Greedy answer to one accuracy request: ``-n max_new_tokens``, EOS honoured (no
         ``--ignore-eos``); the text is what the CLI printed on stdout."""
         argv = self._argv(self._image(inputs, "answer"), prompt, max_new_tokens, ignore_eos=False)
-        return self._execute(argv, self.load_timeout_s + _ANSWER_TIMEOUT_S, need_perf=False).text.strip()
+        # the perf print, the CLI's last line, proves the answer before it arrived whole
+        return self._execute(argv, self.load_timeout_s + _ANSWER_TIMEOUT_S)[0].text.strip()
 
     def _timing(self, query: ParsedQuery, generation: GenerationSpec, announce: Announcer) -> RawTiming:
         warnings: List[str] = []
