@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -57,7 +58,11 @@ def _decode_tps(raw: Any) -> Optional[float]:
     return None
 
 
-def llama_bench_section(tree: Any, model_dir: Path, n_tokens: int, reps: int, threads: int) -> Dict[str, Any]:
+def llama_bench_section(tree: Any, model_dir: Path, n_tokens: int, reps: int, threads: int,
+                        rounds: int = 3) -> Dict[str, Any]:
+    """Ours (``reps`` runs, median) then ``llama-bench -r 5`` on the same GGUF, threads and context
+    depth, in ``rounds`` alternating rounds: a ratio per round, so a change of load on the machine
+    during the benchmark moves both sides of a ratio, not one."""
     from harness.runner.backends import get_backend
     from harness.runner.protocol import GenerationSpec, ModelSpec
 
@@ -65,31 +70,38 @@ def llama_bench_section(tree: Any, model_dir: Path, n_tokens: int, reps: int, th
                                       ModelSpec("peer", str(model_dir)))
     backend.load()
     inputs = _image_inputs()
+    model_file = next(p for p in model_dir.glob("*.gguf") if not p.name.startswith("mmproj"))
     ours: List[float] = []
     engine: List[float] = []
-    n_input = None
+    bench: List[Dict[str, float]] = []
+    ratios: List[float] = []
+    argv: List[str] = []
     try:
         backend.run(inputs, GenerationSpec(output_tokens=n_tokens))  # warm-up (page cache)
-        for _ in range(reps):
-            raw = backend.run(inputs, GenerationSpec(output_tokens=n_tokens))
-            tps = _decode_tps(raw)
-            if tps is None:
-                raise SystemExit("llamacpp: no per-token times (%s)" % raw.warnings)
-            ours.append(tps)
-            engine.append(1000.0 * raw.engine["eval_runs"] / raw.engine["eval_ms"])
-            n_input = raw.n_input_tokens
+        for _ in range(rounds):
+            round_ours: List[float] = []
+            n_input = None
+            for _ in range(reps):
+                raw = backend.run(inputs, GenerationSpec(output_tokens=n_tokens))
+                tps = _decode_tps(raw)
+                if tps is None:
+                    raise SystemExit("llamacpp: no per-token times (%s)" % raw.warnings)
+                round_ours.append(tps)
+                engine.append(1000.0 * raw.engine["eval_runs"] / raw.engine["eval_ms"])
+                n_input = raw.n_input_tokens
+            argv = [str(tree.tool("llama-bench")), "-m", str(model_file), "-p", "0", "-n", str(n_tokens), "-r", "5",
+                    "-t", str(threads), "-d", str(n_input or 0), "-o", "json"]
+            proc = subprocess.run(argv, capture_output=True, text=True, check=True)
+            result = json.loads(proc.stdout)[0]
+            bench.append({"avg_ts": float(result["avg_ts"]), "stddev_ts": float(result["stddev_ts"])})
+            ours.extend(round_ours)
+            ratios.append(statistics.median(round_ours) / bench[-1]["avg_ts"])
     finally:
         backend.close()
-    model_file = next(p for p in model_dir.glob("*.gguf") if not p.name.startswith("mmproj"))
-    argv = [str(tree.tool("llama-bench")), "-m", str(model_file), "-p", "0", "-n", str(n_tokens), "-r", "5",
-            "-t", str(threads), "-d", str(n_input or 0), "-o", "json"]
-    proc = subprocess.run(argv, capture_output=True, text=True, check=True)
-    bench = json.loads(proc.stdout)[0]
-    ours_tps = statistics.median(ours)
-    return {"model": model_file.name, "threads": threads, "n_tokens": n_tokens, "depth": n_input,
-            "ours_tps": ours_tps, "ours_all": ours, "engine_eval_tps": statistics.median(engine),
-            "llama_bench_tps": float(bench["avg_ts"]), "llama_bench_stddev": float(bench["stddev_ts"]),
-            "ratio": ours_tps / float(bench["avg_ts"]), "argv": " ".join(argv[1:])}
+    return {"model": model_file.name, "threads": threads, "n_tokens": n_tokens, "depth": argv[argv.index("-d") + 1],
+            "ours_tps": statistics.median(ours), "ours_all": ours, "engine_eval_tps": statistics.median(engine),
+            "llama_bench_tps": statistics.median(b["avg_ts"] for b in bench), "llama_bench_rounds": bench,
+            "ratios": ratios, "ratio": statistics.median(ratios), "argv": " ".join(argv[1:])}
 
 
 def transformers_section(model_dir: Path, n_tokens: int, reps: int, threads: int) -> Dict[str, Any]:
@@ -207,7 +219,11 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--limit", type=int, default=500, help="easy-VQA questions for the canary (default 500)")
     parser.add_argument("--tokens", type=int, default=64, help="decode tokens per query (default 64)")
     parser.add_argument("--reps", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2, help="transformers threads for [2] (default 2)")
+    parser.add_argument("--llama-threads", type=int, default=None,
+                        help="llama.cpp threads for [1] (default: CPUs - 1, the backend's default: with every CPU "
+                             "computing, the CLI's log thread prints tokens late and loses output, llama.cpp #22142)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating ours / llama-bench rounds for [1]")
     parser.add_argument("--skip", action="append", default=[], choices=SECTIONS)
     args = parser.parse_args(argv)
 
@@ -224,15 +240,19 @@ def main(argv: Sequence[str]) -> int:
             small = make_model("qwen2.5-vl", "small", work / "small", seed=0).path
         if "llama-bench" not in args.skip:
             variant = gguf_variants(small, tree, types=("F16", "Q8_0"))["Q8_0"]
-            r = llama_bench_section(tree, variant.dir, args.tokens, args.reps, args.threads)
+            cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+            r = llama_bench_section(tree, variant.dir, args.tokens, args.reps,
+                                    args.llama_threads or max(1, cpus - 1), args.rounds)
             print("\n[1] llama.cpp decode, small preset (random weights) %s, %d threads, %d tokens at depth %s"
                   % (r["model"], r["threads"], r["n_tokens"], r["depth"]))
             print("    ours (llamacpp backend, token arrivals): %8.1f tok/s (median of %d; all %s)"
                   % (r["ours_tps"], len(r["ours_all"]), ", ".join("%.1f" % x for x in r["ours_all"])))
             print("    llama-mtmd-cli's own eval time:          %8.1f tok/s" % r["engine_eval_tps"])
-            print("    llama-bench %s: %8.1f +/- %.1f tok/s" % (r["argv"].split(" -m ")[0] or "", r["llama_bench_tps"],
-                                                              r["llama_bench_stddev"]))
-            print("    ratio ours / llama-bench: %.3f" % r["ratio"])
+            print("    llama-bench %s: %s tok/s (per round)" % (
+                r["argv"], ", ".join("%.1f +/- %.1f" % (b["avg_ts"], b["stddev_ts"]) for b in r["llama_bench_rounds"])))
+            print("    ratio ours / llama-bench: %.3f (median of %d alternating rounds: %s)"
+                  % (r["ratio"], len(r["ratios"]), ", ".join("%.3f" % x for x in r["ratios"])))
+            print("    llama-mtmd-cli's own eval / llama-bench: %.3f" % (r["engine_eval_tps"] / r["llama_bench_tps"]))
         if "transformers-decode" not in args.skip:
             r = transformers_section(small, args.tokens // 2, args.reps, args.threads)
             print("\n[2] transformers decode, small preset (random weights), image, %d tokens" % (args.tokens // 2))
