@@ -156,18 +156,21 @@ def queue_retry(ctx: typer.Context, job_id: int = typer.Argument(...)) -> None:
 
 @queue_app.command("nights")
 def queue_nights(ctx: typer.Context, json_out: bool = typer.Option(False, "--json")) -> None:
-    """The nightly schedule's nights: jobs, runs and the regression verdict."""
-    from ..queue.schedule import nights
+    """The nightly schedule's nights: jobs, runs, the regression verdict and the alert's outcome."""
+    from ..queue.schedule import night_alert_text, night_verdict_text, nights
 
     rows = nights(_url(ctx.obj, ctx.parent.meta.get("bench_queue")))
     if json_out:
         sys.stdout.write(json.dumps(rows, indent=1, sort_keys=True, default=str) + "\n")
         return
-    table = Table(title="nights")
-    for column in ("schedule", "period", "jobs", "runs", "verdict"):
-        table.add_column(column, overflow="fold")
+    from ..terminal import TerminalTable, num_col, show, text_col
+
+    # one row per line through a pipe (grep a night), ids and paths never split on a terminal
+    table = TerminalTable(["schedule", "period", num_col("jobs"), text_col("runs"), text_col("verdict"),
+                           text_col("alert"), text_col("junit / markdown")], title="nights")
     for row in rows:
-        verdict = row["verdict"] or {}
+        outputs = (row["verdict"] or {}).get("outputs") or {}
         table.add_row(row["schedule"], row["period"], str(len(row["jobs"])), ", ".join(row["runs"]),
-                      "; ".join(verdict.get("verdicts", [])) or ("pending" if not verdict else "checked"))
-    err.print(table)
+                      night_verdict_text(row), night_alert_text(row),
+                      ", ".join(outputs.get("junit", []) + outputs.get("markdown", [])) or "-")
+    show(err, table)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import typer
 
@@ -35,8 +35,9 @@ def report(
         from ..report.history import render_history
 
         page = render_history(store, out or paths.reports_dir / "history", metrics=metric or None,
-                              suite=suite, tag=tag, last_runs=last, include_incomplete=include_incomplete)
-        err.print("wrote %s" % page, markup=False, soft_wrap=not err.is_terminal)
+                              suite=suite, tag=tag, last_runs=last, include_incomplete=include_incomplete,
+                              nights=_stored_nights(paths))
+        err.print("wrote %s, %s" % (page, page.with_name("history.md")), markup=False, soft_wrap=not err.is_terminal)
         return
     ids = run_ids or ["latest"]
     records = [store.get_run(run_id) for run_id in ids]
@@ -67,6 +68,24 @@ def report(
         err.print("wrote %s, %s, %s" % (written.index_html, written.summary_md, written.results_csv), markup=False, soft_wrap=not err.is_terminal)
         if accuracy is not None:
             err.print("wrote the accuracy table and plot in %s" % target, markup=False, soft_wrap=not err.is_terminal)
+
+
+def _stored_nights(paths: Paths) -> Optional[List[Dict[str, Any]]]:
+    """The nightly schedule's nights when the store is the team's PostgreSQL (where the workers
+    keep ``bench_nights``); None for SQLite or a PostgreSQL store no schedule ran on."""
+    from ..queue.db import POSTGRES_PREFIXES, conninfo
+
+    if not (paths.store_url or "").startswith(POSTGRES_PREFIXES):
+        return None
+    from ..errors import MissingError
+
+    try:
+        from ..queue.schedule import stored_nights
+
+        return stored_nights(conninfo(paths.store_url))
+    except (ImportError, MissingError) as exc:  # the store reads without the queue's packages; the page still can
+        err.print("no Nights section: %s" % exc, markup=False, soft_wrap=not err.is_terminal)
+        return None
 
 
 def _reference_inventory(paths: Paths):

@@ -1,9 +1,15 @@
 """The history dashboard: per board, per metric time series of per-run medians with the detected
 change points marked and the provenance change that came with each, as one self-contained HTML
-file (inline CSS, PNGs as data: URIs, jinja2 autoescape: names from boards are data, not markup).
+file (inline CSS, PNGs as data: URIs, jinja2 autoescape: names from boards are data, not markup),
+and ``history.md`` beside it with the same change points as a table.
 
     from harness.report.history import render_history
     path = render_history(store, Path("reports/history"))
+
+On a team's PostgreSQL store the caller also passes the nightly schedule's nights
+(:func:`harness.queue.schedule.stored_nights`): both pages then get a "Nights" section with each
+night's verdict, its alert's outcome and where its JUnit/markdown went. ``nights=None`` (a SQLite
+store, or a PostgreSQL one no worker ran a schedule on) leaves the section out.
 
 The page helpers at the top (``page_environment``, ``png_data_uri``, ``figure_png``, ``plain``)
 are shared with :mod:`harness.report.compare`.
@@ -19,7 +25,7 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -41,6 +47,7 @@ MIN_Y_SPAN = 0.04
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 HISTORY_TEMPLATE = "history.html.j2"
 HISTORY_FILE = "history.html"
+HISTORY_MARKDOWN = "history.md"
 
 
 # -- page helpers (shared with compare.py) --------------------------------------------------------
@@ -172,8 +179,93 @@ def _draw(group: SeriesGroup, numbers: Dict[int, int]) -> bytes:
     return figure_png(fig)
 
 
-def history_page(groups: Sequence[SeriesGroup], meta: Dict[str, Any]) -> str:
+@dataclass
+class NightRow:
+    """One night of the nightly schedule as the pages show it."""
+
+    schedule: str
+    period: str
+    state: str  # regression, clean, pending, not over, not checked, done
+    verdict: str
+    alert: str
+    alert_failed: bool
+    runs: List[str]
+    outputs: List[Dict[str, str]]  # {"kind": "JUnit"/"markdown", "path", "uri"}
+
+
+def night_rows(nights: Sequence[Dict[str, Any]]) -> List[NightRow]:
+    """Rows for :func:`harness.queue.schedule.stored_nights`'s dicts, newest first as given."""
+    from harness.queue.schedule import night_alert_text, night_verdict_text
+
+    rows = []
+    for night in nights:
+        verdict = night.get("verdict") or {}
+        text = night_verdict_text(night)
+        if not verdict:
+            state = "not over" if night.get("open_jobs") else "pending"
+        elif "regressions" not in verdict:
+            state = "done"
+        elif verdict["regressions"]:
+            state = "regression"
+        else:
+            state = "not checked" if text.startswith("not checked") else "clean"
+        outputs = []
+        for kind, label in (("junit", "JUnit"), ("markdown", "markdown")):
+            for path in (verdict.get("outputs") or {}).get(kind, []):
+                # the paths are the worker's; a link works where the page is read on that machine
+                uri = Path(path).as_uri() if Path(path).is_absolute() else path
+                outputs.append({"kind": label, "path": path, "uri": uri})
+        outcomes = verdict.get("alert")
+        failed = isinstance(outcomes, list) and any(o.get("ok") is False for o in outcomes)
+        rows.append(NightRow(schedule=str(night["schedule"]), period=str(night["period"]), state=state,
+                             verdict=text, alert=night_alert_text(night), alert_failed=failed,
+                             runs=[str(r) for r in night.get("runs") or []], outputs=outputs))
+    return rows
+
+
+def history_markdown(changes: Sequence[_ChangeRow], meta: Dict[str, Any],
+                     nights: Optional[Sequence[NightRow]]) -> str:
+    """``history.md``: the page's facts and change points as text, and the nights when given."""
+    from harness.analysis.regress_output import md_cell
+
+    lines = ["# %s" % meta["title"], "",
+             "- store: %s" % md_cell(meta["store"]),
+             "- runs: %s (%s to %s)" % (meta["n_runs"], meta["first"] or "-", meta["last"] or "-"),
+             "- metrics: %s" % md_cell(meta["metrics"]),
+             "- filters: %s" % md_cell(meta["filters"]),
+             "- generated: %s" % meta["generated_at"], "",
+             "## Change points (%d)" % len(changes), ""]
+    if changes:
+        lines += ["| # | board | workload | variant | metric | first run at the new level | before | after | change |"
+                  " provenance change |", "|---:|---|---|---|---|---|---:|---:|---:|---|"]
+        for c in changes:
+            lines.append("| %d | %s |" % (c.number, " | ".join(md_cell(v) for v in (
+                c.device, c.workload, c.variant, c.metric, c.run_id, c.before, c.after, c.change,
+                "; ".join(c.provenance) or "none recorded"))))
+    else:
+        lines.append("No step of at least %s in any series." % meta["min_rel"])
+    if nights is not None:
+        lines += ["", "## Nights (%d)" % len(nights), ""]
+        if nights:
+            lines += ["| schedule | period | verdict | alert | JUnit / markdown |", "|---|---|---|---|---|"]
+            for n in nights:
+                where = ", ".join("%s %s" % (o["kind"], md_cell(o["path"])) for o in n.outputs) or "-"
+                lines.append("| %s | %s | %s | %s | %s |" % (md_cell(n.schedule), md_cell(n.period),
+                                                             md_cell(n.verdict), md_cell(n.alert), where))
+        else:
+            lines.append("No night of a schedule is recorded in this store yet.")
+    return "\n".join(lines) + "\n"
+
+
+def history_page(groups: Sequence[SeriesGroup], meta: Dict[str, Any],
+                 nights: Optional[Sequence[NightRow]] = None) -> str:
     """The dashboard's HTML for already-computed groups (see :func:`render_history`)."""
+    return _history(groups, meta, nights)[0]
+
+
+def _history(groups: Sequence[SeriesGroup], meta: Dict[str, Any],
+             nights: Optional[Sequence[NightRow]]) -> Tuple[str, str]:
+    """(the HTML, the markdown) of one dashboard: the change points are numbered once for both."""
     panels: List[_Panel] = []
     all_changes: List[_ChangeRow] = []
     number = 0
@@ -200,8 +292,9 @@ def history_page(groups: Sequence[SeriesGroup], meta: Dict[str, Any]) -> str:
             n_runs=max((len(s.run_ids) for s in group.metrics), default=0), changes=rows, latest=latest))
         all_changes.extend(rows)
     all_changes.sort(key=lambda r: (r.created_at, r.number), reverse=True)
-    return page_environment().get_template(HISTORY_TEMPLATE).render(
-        meta=meta, panels=panels, changes=all_changes, emulated=any(g.emulated for g in groups))
+    html = page_environment().get_template(HISTORY_TEMPLATE).render(
+        meta=meta, panels=panels, changes=all_changes, emulated=any(g.emulated for g in groups), nights=nights)
+    return html, history_markdown(all_changes, meta, nights)
 
 
 def render_history(
@@ -214,11 +307,13 @@ def render_history(
     last_runs: Optional[int] = None,
     min_rel: float = 0.03,
     include_incomplete: bool = False,
+    nights: Optional[Sequence[Dict[str, Any]]] = None,
 ) -> Path:
-    """Write ``out_dir/history.html`` and return its path.
+    """Write ``out_dir/history.html`` and ``history.md``; return the HTML's path.
 
     ``metrics`` default to :data:`DASHBOARD_METRICS` (those with data); ``tag`` keeps runs carrying
-    it (e.g. nightly); ``last_runs`` the newest N; ``min_rel`` is the smallest step marked (3%).
+    it (e.g. nightly); ``last_runs`` the newest N; ``min_rel`` is the smallest step marked (3%);
+    ``nights`` (from :func:`harness.queue.schedule.stored_nights`) adds the Nights section.
     """
     wanted = list(metrics) if metrics else list(DASHBOARD_METRICS)
     unknown = [m for m in wanted if m not in KNOWN_METRICS]
@@ -242,9 +337,10 @@ def render_history(
                              if v) or "none",
         "min_rel": "%.0f%%" % (100 * min_rel),
     }
-    html = history_page(groups, meta)
+    html, markdown = _history(groups, meta, night_rows(nights) if nights is not None else None)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    (out / HISTORY_MARKDOWN).write_text(markdown, encoding="utf-8")
     path = out / HISTORY_FILE
     path.write_text(html, encoding="utf-8")
     return path
