@@ -423,7 +423,8 @@ def load_yaml(path: Path, limits: ConfigLimits = SMALL_CONFIG_LIMITS) -> Tuple[A
         ) from None
     except yaml.YAMLError as exc:
         raise ConfigError("%s: invalid YAML: %s" % (path, " ".join(str(exc).split()))) from None
-    except (ValueError, TypeError, OverflowError) as exc:  # e.g. a timestamp 2024-13-45
+    # e.g. a timestamp 2024-13-45; PyYAML's own constructors raise IndexError on an empty `!!int`
+    except (ValueError, TypeError, OverflowError, IndexError, KeyError, AttributeError) as exc:
         if isinstance(exc, ConfigError):
             raise
         raise ConfigError("%s: a value YAML cannot build: %s" % (path, exc)) from None

@@ -126,9 +126,10 @@ BUSY_LOOP = "import time\nend = time.time() + 120\nwhile time.time() < end:\n   
 def test_a_run_under_load_is_flagged_disturbed_in_the_terminal_json_and_report(tmp_path: Path) -> None:
     project = _project(tmp_path, [_reference("emu", busy=True)])
     bench = Bench()
-    hogs = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) for _ in range(os.cpu_count() or 2)]
+    # twice as many hogs as CPUs, settled for a second: with one per CPU the check was missed in CI
+    hogs = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) for _ in range(2 * (os.cpu_count() or 2))]
     try:
-        time.sleep(0.3)
+        time.sleep(1.0)
         run = bench(project, "run", "--suite", "image", "--devices", "emu", "-r", "3", "--json")
     finally:
         for hog in hogs:
