@@ -44,6 +44,21 @@ def standin_cli(tmp_path: Path, **config: Any) -> Dict[str, Any]:
     return {"cli": str(cli), "extra_args": ["--standin_config", str(tmp_path / "standin.json")]}
 
 
+def spy_argvs(monkeypatch: pytest.MonkeyPatch) -> List[List[str]]:
+    """The command line of every CLI run the backend starts from now on (appended as it starts)."""
+    import harness.runner.backends.llamacpp as llamacpp
+
+    seen: List[List[str]] = []
+    original = llamacpp.ConsoleProcess
+
+    def spy(argv: List[str], **kwargs: Any) -> Any:
+        seen.append(list(argv))
+        return original(argv, **kwargs)
+
+    monkeypatch.setattr(llamacpp, "ConsoleProcess", spy)
+    return seen
+
+
 def _backend(options: Dict[str, Any], path: Path) -> Any:
     return get_backend("llamacpp")(options, ModelSpec("f32", str(path)))
 
@@ -168,16 +183,7 @@ def test_answer_is_the_stdout_text_up_to_eos(tmp_path: Path) -> None:
 
 
 def test_answer_argv_is_greedy_bounded_and_keeps_eos(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import harness.runner.backends.llamacpp as llamacpp
-
-    seen: List[List[str]] = []
-    original = llamacpp.ConsoleProcess
-
-    def spy(argv: List[str], **kwargs: Any) -> Any:
-        seen.append(list(argv))
-        return original(argv, **kwargs)
-
-    monkeypatch.setattr(llamacpp, "ConsoleProcess", spy)
+    seen = spy_argvs(monkeypatch)
     backend = _backend(standin_cli(tmp_path, default_answer="yes", **FAST), MODEL_DIR)
     backend.load()
     try:

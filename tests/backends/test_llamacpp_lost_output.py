@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, List
+from typing import Any, Dict
 
 import pytest
 
@@ -25,11 +25,19 @@ from harness.runner.backends.base import BackendError
 from harness.runner.protocol import GenerationSpec
 
 from .fixtures.runner_spec import inputs
-from .test_llamacpp import FAST, MODEL_DIR, N_TOKENS, _backend, standin_cli
+from .test_llamacpp import FAST, MODEL_DIR, N_TOKENS, _backend, spy_argvs, standin_cli
 
 
 def _usable_cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _load_info(options: Dict[str, Any]) -> Any:
+    backend = _backend(options, MODEL_DIR)
+    try:
+        return backend.load()
+    finally:
+        backend.close()
 
 
 def test_a_run_that_lost_its_output_is_rerun_and_says_so(tmp_path: Path) -> None:
@@ -93,16 +101,7 @@ def test_no_retries_when_asked_for_none(tmp_path: Path) -> None:
 
 
 def test_default_threads_leave_the_log_thread_a_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import harness.runner.backends.llamacpp as llamacpp
-
-    seen: List[List[str]] = []
-    original = llamacpp.ConsoleProcess
-
-    def spy(argv: List[str], **kwargs: Any) -> Any:
-        seen.append(list(argv))
-        return original(argv, **kwargs)
-
-    monkeypatch.setattr(llamacpp, "ConsoleProcess", spy)
+    seen = spy_argvs(monkeypatch)
     cpus = _usable_cpus()
     backend = _backend(standin_cli(tmp_path, **FAST), MODEL_DIR)
     info = backend.load()
@@ -114,11 +113,11 @@ def test_default_threads_leave_the_log_thread_a_cpu(tmp_path: Path, monkeypatch:
     assert info.extra["threads"] == max(1, cpus - 1)
     assert info.extra["threads_note"] == "default: %d usable CPUs - 1" % cpus
 
-    every_cpu = _backend(dict(standin_cli(tmp_path, **FAST), threads=cpus), MODEL_DIR).load()
+    every_cpu = _load_info(dict(standin_cli(tmp_path, **FAST), threads=cpus))
     assert every_cpu.extra["threads"] == cpus
     assert every_cpu.extra["threads_note"].startswith("set to %d on %d usable CPUs: llama.cpp's log thread gets "
                                                       "no CPU while the model runs" % (cpus, cpus))
-    assert _backend(dict(standin_cli(tmp_path, **FAST), threads=1), MODEL_DIR).load().extra["threads_note"] == (
+    assert _load_info(dict(standin_cli(tmp_path, **FAST), threads=1)).extra["threads_note"] == (
         "set" if cpus > 1 else every_cpu.extra["threads_note"])
     with pytest.raises(BackendError, match="lost_output_retries must be a non-negative integer"):
         _backend(dict(standin_cli(tmp_path), lost_output_retries=-1), MODEL_DIR)
