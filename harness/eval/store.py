@@ -37,7 +37,9 @@ class AccuracyStore:
     def in_results(cls, results_dir: Path, store: Union[BaseStore, str, Path, None] = None) -> "AccuracyStore":
         """The store ``store`` (a store, a URL or a path; default ``results_dir/bench.sqlite``),
         with ``results_dir/accuracy.sqlite`` imported into it if one is there."""
-        if store is None or not isinstance(store, BaseStore):
+        # a URL or a path is opened here; anything else is an open store (a BaseStore or a proxy
+        # over one, such as the worker's reconnecting store) and stays the caller's to close
+        if store is None or isinstance(store, (str, Path)):
             opened = open_store(store if store is not None else Path(results_dir) / "bench.sqlite")
             return cls(opened, owns=True, legacy_dir=Path(results_dir))
         return cls(store, owns=False, legacy_dir=Path(results_dir))

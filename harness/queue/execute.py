@@ -40,6 +40,23 @@ class BoardJob:
         return asdict(self)
 
 
+@dataclass
+class BoardJobResult:
+    """The board's outcome and, for a suite with an ``accuracy`` block, its variants' scores."""
+
+    outcome: DeviceOutcome
+    accuracy: List[Dict[str, Any]] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One line for `bench queue`: what was stored, and each variant's accuracy."""
+        text = "%d measurement(s) stored, %d failed" % (self.outcome.stored, self.outcome.errors)
+        for item in self.accuracy:
+            value = item.get("accuracy")
+            text += "; %s %s %s" % (item.get("variant"), item.get("metric"),
+                                     "no answers" if value is None else "%.1f%% (n=%s)" % (100 * value, item.get("n")))
+        return text
+
+
 class JobFailedForGood(Exception):
     """Retrying cannot help (host key changed, authentication refused, unknown board or suite)."""
 
@@ -56,9 +73,10 @@ def queue_name(lab: str, board: str) -> str:
 
 def execute_board_job(job: BoardJob, paths: Paths, store: Any, make_transport_factory: Callable,
                       on_progress: Callable[[DeviceProgress], None], notify: Callable[[str], None],
-                      poll_s: float = 0.5) -> DeviceOutcome:
-    """Run (or resume) ``job`` and return the board's outcome. Raises :class:`JobFailedForGood`
-    or :class:`BoardUnavailable` when the board's part of the run did not finish."""
+                      poll_s: float = 0.5) -> BoardJobResult:
+    """Run (or resume) ``job`` and return the board's outcome (and, for an accuracy suite, each
+    variant's score, stored as `bench run` stores it). Raises :class:`JobFailedForGood` or
+    :class:`BoardUnavailable` when the board's part of the run did not finish."""
     from ..config.yaml_lines import ConfigError
     from ..farm.deploy import build_runner
 
@@ -68,9 +86,6 @@ def execute_board_job(job: BoardJob, paths: Paths, store: Any, make_transport_fa
         suite = find_suite(job.suite, paths.suites_dir)
     except ConfigError as exc:
         raise JobFailedForGood(str(exc)) from None
-    if suite.config.accuracy is not None:
-        raise JobFailedForGood("suite %s measures accuracy: run it with `bench run` (the queue does not "
-                               "score lm-eval tasks yet)" % suite.name)
     plans = plan_run(suite, [device], inventory, paths, notify=notify, run_id=job.run_id)
     if job.variant:
         for plan in plans:
@@ -78,6 +93,7 @@ def execute_board_job(job: BoardJob, paths: Paths, store: Any, make_transport_fa
             if not plan.spec.models:
                 raise JobFailedForGood("board %s has no model variant %r (%s)" % (
                     job.board, job.variant, ", ".join(m.variant for m in device.models) or "none"))
+    session = _prepare_accuracy(suite, plans)
     store.ensure_run(RunRecord(
         run_id=job.run_id, created_at="", suite=suite.name, devices=list(job.devices) or [job.board],
         status="running", controller_commit=plans[0].spec.controller.get("git_commit", ""), tags=list(job.tags),
@@ -89,13 +105,42 @@ def execute_board_job(job: BoardJob, paths: Paths, store: Any, make_transport_fa
         notify("run %s on %s was started before: resuming it" % (job.run_id, job.board))
     outcome = run_plans(plans, store, build_runner(), make_transport_factory(paths, inventory), on_progress,
                         resume=resume, poll_s=poll_s, mirror_dir=Path(paths.results_dir) / "pulled")[0]
-    _finish_run_when_complete(store, job)
     if outcome.state != "finished":
+        _finish_run_when_complete(store, job)
         message = "%s: %s" % (job.board, outcome.error or "failed")
         if getattr(outcome, "retryable", True):
             raise BoardUnavailable(message)
         raise JobFailedForGood(message)
-    return outcome
+    accuracy: List[Dict[str, Any]] = []
+    if session is not None:
+        from ..eval.suite import score
+
+        # this job's board only (the session was prepared from its plan); a re-delivered job
+        # scores again from the re-pulled journal and the store replaces the rows, keyed by identity
+        accuracy = score(session, job.run_id, Path(paths.results_dir), notify=notify, store=store)
+    _finish_run_when_complete(store, job)
+    return BoardJobResult(outcome=outcome, accuracy=accuracy)
+
+
+def _prepare_accuracy(suite: Any, plans: List[Any]) -> Any:
+    """lm-eval's requests attached to the board's plan, as `bench run` does; None for a suite
+    without an ``accuracy`` block."""
+    if suite.config.accuracy is None:
+        return None
+    from ..config.yaml_lines import ConfigError
+    from ..errors import install_hint
+
+    try:
+        from ..eval.suite import prepare
+    except ImportError as exc:
+        raise JobFailedForGood("suite %s measures accuracy with lm-eval (%s); on this worker: %s"
+                               % (suite.name, exc, install_hint("eval"))) from None
+    try:
+        return prepare(suite, suite.config.accuracy, plans)
+    except ConfigError as exc:
+        raise JobFailedForGood(str(exc)) from None
+    except ValueError as exc:
+        raise JobFailedForGood("suite %s: %s" % (suite.path, exc)) from None
 
 
 def _finish_run_when_complete(store: Any, job: BoardJob) -> None:

@@ -120,7 +120,7 @@ def _run_board(context: Any, args: Dict[str, Any], max_attempts: int) -> Dict[st
             runtime.echo("job %d: %s %s %s" % (job_id, progress.device, progress.state, progress.message))
 
     try:
-        outcome = execute_board_job(job, runtime.paths, runtime.store, runtime.make_transport_factory,
+        result = execute_board_job(job, runtime.paths, runtime.store, runtime.make_transport_factory,
                                     on_progress, notify=runtime.echo, poll_s=runtime.poll_s)
     except JobFailedForGood as exc:
         runtime.note(job_id, state="failed", message="failed for good: %s" % exc)
@@ -132,10 +132,13 @@ def _run_board(context: Any, args: Dict[str, Any], max_attempts: int) -> Dict[st
                      message=("attempt %d of %d: %s" % (attempt, max_attempts, exc)))
         runtime.echo("job %d attempt %d failed: %s" % (job_id, attempt, exc))
         raise
-    message = "%d measurement(s) stored, %d failed" % (outcome.stored, outcome.errors)
+    message = result.summary()
     runtime.note(job_id, state="finished", message=message)
     runtime.echo("job %d finished: %s" % (job_id, message))
-    return {"run_id": job.run_id, "board": job.board, "stored": outcome.stored, "errors": outcome.errors}
+    return {"run_id": job.run_id, "board": job.board, "stored": result.outcome.stored,
+            "errors": result.outcome.errors,
+            "accuracy": [{k: item.get(k) for k in ("variant", "task", "metric", "accuracy", "n", "ci_low", "ci_high")}
+                         for item in result.accuracy]}
 
 
 async def defer_board_jobs(app: Any, jobs: List[BoardJob], priority: int = 0) -> List[int]:

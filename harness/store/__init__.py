@@ -19,6 +19,9 @@ def open_store(location: Union[str, Path]) -> BaseStore:
     """A store for a file path, ``sqlite:///PATH`` or ``postgresql://USER@HOST:PORT/DB``."""
     if isinstance(location, Path):
         return Store(location)
+    if not isinstance(location, str):
+        # str() of an object would quietly become a SQLite file named after its repr
+        raise StoreError("a store location is a path or a URL, not %s" % type(location).__name__)
     text = str(location)
     if text.startswith(POSTGRES_SCHEMES):
         from .postgres import PostgresStore

@@ -109,6 +109,11 @@ def test_store_urls(tmp_path: Path) -> None:
     assert isinstance(open_store("sqlite:///%s" % (tmp_path / "b.sqlite")), Store)
     with pytest.raises(StoreError, match="unknown store URL 'mysql://u:\\*\\*\\*@h/db'"):
         open_store("mysql://u:secret@h/db")
+    # an open store (or a proxy over one) passed where a location belongs was once opened as a
+    # SQLite file named after its repr, and the worker's accuracy scores went there
+    with pytest.raises(StoreError, match="a path or a URL, not Store"):
+        open_store(open_store(str(tmp_path / "c.sqlite")))  # type: ignore[arg-type]
+    assert {p.name.split("-")[0] for p in tmp_path.iterdir()} == {"a.sqlite", "b.sqlite", "c.sqlite"}
 
 
 def test_unreachable_postgres_says_where_without_the_password(pg_server: object) -> None:
