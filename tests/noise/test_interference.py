@@ -7,12 +7,14 @@ below were read from this machine's /proc.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 from hypothesis import given, settings
@@ -220,6 +222,19 @@ def run_runner_gen(tmp_path: Path, options: dict, generation: GenerationSpec) ->
 BUSY_LOOP = "import time\nend = time.time() + 60\nwhile time.time() < end:\n    pass\n"
 
 
+@contextlib.contextmanager
+def cpu_hogs(count: int, settle_s: float) -> Iterator[None]:
+    """``count`` busy-loop processes for the duration of the block, settled for ``settle_s`` first."""
+    hogs = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) for _ in range(count)]
+    try:
+        time.sleep(settle_s)
+        yield
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+
+
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux /proc")
 def test_a_cpu_hog_during_a_run_flags_every_repetition_disturbed(tmp_path: Path) -> None:
     """Two busy loops (one per core) while the real runner process measures: every measured
@@ -227,14 +242,8 @@ def test_a_cpu_hog_during_a_run_flags_every_repetition_disturbed(tmp_path: Path)
     machine runs; that the runner's own CPU time is never counted is proven on synthetic /proc above.)"""
     phases = {"preprocess_ms": 20.0, "vision_encode_ms": 60.0, "prefill_ms": 80.0, "tpot_ms": 10.0,
               "n_input_tokens": 100, "n_visual_tokens": 64}
-    hogs = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) for _ in range(os.cpu_count() or 2)]
-    try:
-        time.sleep(0.3)
+    with cpu_hogs(os.cpu_count() or 2, settle_s=0.3):
         records = run_runner(tmp_path, {"phases": {"image": phases}, "busy": True}, reps=3, tokens=10)
-    finally:
-        for hog in hogs:
-            hog.kill()
-            hog.wait()
     measured = [r for r in records if not r["warmup"]]
     assert len(measured) == 3
     for record in measured:
@@ -254,14 +263,8 @@ def test_repetitions_shorter_than_a_clock_tick_are_flagged_under_real_hogs(tmp_p
     note: with schedstat ignored this test failed in most tries)."""
     phases = {"preprocess_ms": 0.5, "vision_encode_ms": 1.0, "prefill_ms": 1.0, "tpot_ms": 0.5,
               "n_input_tokens": 10, "n_visual_tokens": 4}
-    hogs = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) for _ in range(2 * (os.cpu_count() or 2))]
-    try:
-        time.sleep(0.5)
+    with cpu_hogs(2 * (os.cpu_count() or 2), settle_s=0.5):
         records = run_runner(tmp_path, {"phases": {"image": phases}, "busy": True}, reps=20, tokens=3)
-    finally:
-        for hog in hogs:
-            hog.kill()
-            hog.wait()
     measured = [r["provenance"]["interference"] for r in records if not r["warmup"]]
     assert len(measured) == 20
     assert all(load["wall_s"] < 0.05 for load in measured), [load["wall_s"] for load in measured]
