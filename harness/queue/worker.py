@@ -11,6 +11,12 @@ final status is written again until the database takes it. Two side tasks are ou
   than ``stall_s`` (it was SIGKILLed, its machine died) is put back on the queue, where the next
   worker resumes its run.
 
+procrastinate runs a sync task in the event loop's default thread pool, which Python sizes from
+the CPU count (min(32, cores + 4): 6 threads on a 2-core lab PC), not from ``--concurrency``; the
+jobs past that number sat fetched but not started. The worker gives the loop a pool of
+``concurrency`` threads plus a few for its own side work (heartbeats, job notes), so a job never
+waits for a thread and a heartbeat never waits for a job.
+
 SIGTERM/SIGINT: stop taking jobs and finish the running ones (a second signal leaves them
 ``doing``; the stalled-job check on another worker hands them on).
 """
@@ -22,6 +28,7 @@ import logging
 import os
 import signal
 import socket
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, List, Optional
 
@@ -30,6 +37,10 @@ from .execute import queue_name
 from .tasks import SCHEDULE_QUEUE, WorkerRuntime, make_app
 
 log = logging.getLogger("bench.worker")
+
+#: threads beside the jobs' for the worker's own blocking calls (bench heartbeat, job notes, the
+#: nightly claim, stopping), so none of them waits behind a running job
+SIDE_THREADS = 4
 
 
 @dataclass
@@ -165,6 +176,11 @@ def make_worker_class() -> type:
     return ResilientWorker
 
 
+def job_threads(concurrency: int) -> int:
+    """Threads in the worker's pool: one per concurrent job, plus SIDE_THREADS."""
+    return concurrency + SIDE_THREADS
+
+
 def serve(runtime: WorkerRuntime, options: WorkerOptions) -> None:
     """Run the worker until SIGTERM/SIGINT (or, with ``once``, until its queues are empty)."""
     db.ensure_schema(runtime.queue_url)
@@ -178,6 +194,8 @@ async def _serve(runtime: WorkerRuntime, options: WorkerOptions) -> None:
         queues.append(SCHEDULE_QUEUE)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
+    loop.set_default_executor(ThreadPoolExecutor(max_workers=job_threads(options.concurrency),
+                                                 thread_name_prefix="bench-job"))
     current: List[Any] = []
 
     def on_signal(signum: int) -> None:
