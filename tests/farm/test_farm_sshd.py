@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -112,3 +113,42 @@ def _running(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z" and os.path.exists("/proc/%d" % pid)
+
+
+def _bash_sources_rc(home: Path, extra_env: dict) -> bool:
+    env = {"HOME": str(home), "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "SSH_CLIENT": "127.0.0.1 40000 22"}
+    env.update(extra_env)
+    out = subprocess.run(["bash", "-c", "echo ${BENCH_RC_MARK-none}"], env=env, capture_output=True, text=True,
+                         stdin=subprocess.DEVNULL, timeout=30).stdout.strip()
+    return out == "sourced"
+
+
+def test_boards_without_login_rc_skip_the_users_bashrc(
+    sshd: str, transport_for: Callable[..., SSHTransport], tmp_path: Path
+) -> None:
+    # bash's own rule, checked outside our code: a command that sshd hands to bash (SSH_CLIENT set)
+    # sources ~/.bashrc only when bash is the top-level shell, i.e. SHLVL was unset or 0 on entry
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".bashrc").write_text("export BENCH_RC_MARK=sourced\n")
+    if not _bash_sources_rc(home, {}):
+        pytest.skip("this bash does not source ~/.bashrc for commands run by sshd (no SSH_SOURCE_BASHRC)")
+    assert not _bash_sources_rc(home, {"SHLVL": "1"})
+    # ...and a farm started with login_rc=False hands its sessions exactly that
+    info = farm_up(1, tmp_path / "norc", base_ip="127.0.0.46", login_rc=False)
+    try:
+        config = Path(info.boards[0].sshd_config).read_text()
+        assert "SetEnv SHLVL=1" in config.splitlines()
+        with transport_for(info, info.boards[0]) as transport:
+            level = transport.run(["sh", "-c", "echo ${SHLVL-unset}"], timeout_s=30).text().strip()
+        # bash counts itself in (2), then hands its -c command over with its own level taken off
+        assert level == "1"
+    finally:
+        farm_down(tmp_path / "norc")
+
+
+def test_boards_keep_the_users_login_by_default(farm: FarmInfo, connect: Callable[..., SSHTransport]) -> None:
+    config = Path(farm.boards[0].sshd_config).read_text()
+    assert "SetEnv" not in config  # a user's farm logs in as the user's own shell does
+    level = connect().run(["sh", "-c", "echo ${SHLVL-unset}"], timeout_s=30).text().strip()
+    assert level in ("0", "unset")  # the login shell started as the top level: rc files are read
