@@ -9,18 +9,54 @@ each measurement once, keyed by identity.
 
 from __future__ import annotations
 
+import os
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .. import __version__
-from ..config.devices import load_devices
+from ..config.devices import Inventory, load_devices
 from ..config.suites import find_suite
 from ..farm.controller import DeviceOutcome, DeviceProgress, run_plans
 from ..plan import Paths, plan_run
 from ..store import RunRecord
 
 TASK_RUN_BOARD = "bench.run_board"
+
+
+class JobInputs:
+    """What every job of one worker reads alike, prepared once instead of per job: the devices file
+    (parsed again only when it changed on disk: a 10,000-board inventory takes seconds to parse)
+    and the runner artifact (built once: a worker's own code does not change while it runs)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._inventory: Optional[Tuple[Tuple[str, int, int, int, int], Inventory]] = None
+        self._runner: Any = None
+        self.inventory_loads = 0
+
+    def inventory(self, path: Path) -> Inventory:
+        try:
+            stat = os.stat(path)
+        except OSError:
+            return load_devices(Path(path))  # says what is wrong with the file, as `bench run` does
+        key = (str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+        with self._lock:
+            if self._inventory is not None and self._inventory[0] == key:
+                return self._inventory[1]
+            inventory = load_devices(Path(path))  # a ConfigError is raised, never kept
+            self._inventory = (key, inventory)
+            self.inventory_loads += 1
+            return inventory
+
+    def runner(self) -> Any:
+        from ..farm.deploy import build_runner
+
+        with self._lock:
+            if self._runner is None:
+                self._runner = build_runner()
+            return self._runner
 
 
 @dataclass
@@ -73,15 +109,15 @@ def queue_name(lab: str, board: str) -> str:
 
 def execute_board_job(job: BoardJob, paths: Paths, store: Any, make_transport_factory: Callable,
                       on_progress: Callable[[DeviceProgress], None], notify: Callable[[str], None],
-                      poll_s: float = 0.5) -> BoardJobResult:
+                      poll_s: float = 0.5, inputs: Optional[JobInputs] = None) -> BoardJobResult:
     """Run (or resume) ``job`` and return the board's outcome (and, for an accuracy suite, each
     variant's score, stored as `bench run` stores it). Raises :class:`JobFailedForGood` or
     :class:`BoardUnavailable` when the board's part of the run did not finish."""
     from ..config.yaml_lines import ConfigError
-    from ..farm.deploy import build_runner
 
+    inputs = inputs if inputs is not None else JobInputs()
     try:
-        inventory = load_devices(paths.devices_file)
+        inventory = inputs.inventory(paths.devices_file)
         device = inventory.get(job.board)
         suite = find_suite(job.suite, paths.suites_dir)
     except ConfigError as exc:
@@ -103,7 +139,7 @@ def execute_board_job(job: BoardJob, paths: Paths, store: Any, make_transport_fa
     resume = any(s.device == job.board for s in store.device_states(job.run_id))
     if resume:
         notify("run %s on %s was started before: resuming it" % (job.run_id, job.board))
-    outcome = run_plans(plans, store, build_runner(), make_transport_factory(paths, inventory), on_progress,
+    outcome = run_plans(plans, store, inputs.runner(), make_transport_factory(paths, inventory), on_progress,
                         resume=resume, poll_s=poll_s, mirror_dir=Path(paths.results_dir) / "pulled")[0]
     if outcome.state != "finished":
         _finish_run_when_complete(store, job)

@@ -22,7 +22,8 @@ from typing import Any, Callable, Dict, List, Optional
 
 from ..plan import Paths
 from . import db
-from .execute import TASK_RUN_BOARD, BoardJob, BoardUnavailable, JobFailedForGood, execute_board_job, queue_name
+from .execute import (TASK_RUN_BOARD, BoardJob, BoardUnavailable, JobFailedForGood, JobInputs, execute_board_job,
+                      queue_name)
 
 log = logging.getLogger("bench.worker")
 
@@ -47,6 +48,7 @@ class WorkerRuntime:
     schedule: Any = None  # a schedule.Schedule, when the worker runs one
     echo: Callable[[str], None] = print
     options: Dict[str, Any] = field(default_factory=dict)
+    inputs: JobInputs = field(default_factory=JobInputs)  # the devices file and runner, shared by its jobs
 
     def note(self, job_id: int, **fields: Any) -> None:
         """Record what a job is doing for `bench queue`; never fails the job."""
@@ -121,7 +123,7 @@ def _run_board(context: Any, args: Dict[str, Any], max_attempts: int) -> Dict[st
 
     try:
         result = execute_board_job(job, runtime.paths, runtime.store, runtime.make_transport_factory,
-                                    on_progress, notify=runtime.echo, poll_s=runtime.poll_s)
+                                   on_progress, notify=runtime.echo, poll_s=runtime.poll_s, inputs=runtime.inputs)
     except JobFailedForGood as exc:
         runtime.note(job_id, state="failed", message="failed for good: %s" % exc)
         runtime.echo("job %d failed for good: %s" % (job_id, exc))
