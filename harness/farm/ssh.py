@@ -724,12 +724,17 @@ class SSHTransport:
                     handle.seek(offset)
                     size = handle.stat().st_size
                     end = size if max_bytes is None else min(size, offset + max_bytes)
+                    if 0 < size <= offset:
+                        # a journal polled with nothing new: no read round trip (a file that
+                        # reports size 0, as /proc does, is still read until EOF below)
+                        return b""
                     if end - offset > _CHUNK:
                         # queue the reads concurrently instead of one round trip per 32 KiB; the
                         # file is read as it was at stat() time (a growing journal is read again)
                         handle.prefetch(end)
-                    else:
-                        # small or size-less files (/proc reports 0) are read until EOF below
+                    elif size == 0:
+                        # size-less files (/proc reports 0) are read until EOF below; others up
+                        # to their size at stat() time, so a small read is one round trip
                         end = -1
                     chunks = []
                     got = 0

@@ -169,6 +169,13 @@ def test_put_and_read_bytes(connect: Connect, board_dir: Path) -> None:
     assert transport.read_bytes(str(target), offset=3) == b"laced"
     assert transport.read_bytes(str(target), offset=3, max_bytes=2) == b"la"
     assert transport.read_bytes(str(target), offset=100) == b""
+    journal = board_dir / "journal.jsonl"  # polled as a runner appends to it
+    journal.write_bytes(b"one\n")
+    assert transport.read_bytes(str(journal), offset=4) == b""  # nothing new: stat says so
+    with open(journal, "ab") as handle:
+        handle.write(b"two\n")
+    assert transport.read_bytes(str(journal), offset=4) == b"two\n"
+    assert transport.read_bytes(str(journal), offset=4, max_bytes=2) == b"tw"
     big = board_dir / "big.bin"
     big.write_bytes(payload * 20)  # 5 MB: the prefetching path
     assert transport.read_bytes(str(big)) == payload * 20
