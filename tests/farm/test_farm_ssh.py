@@ -183,6 +183,8 @@ def test_put_and_read_bytes(connect: Connect, board_dir: Path) -> None:
     assert transport.read_bytes("/proc/self/status").startswith(b"Name:")  # size-less files
     with pytest.raises(FileNotFoundError):
         transport.read_bytes(str(board_dir / "missing"))
+    with pytest.raises(FileNotFoundError):
+        transport.read_bytes(str(board_dir / "missing"), offset=5)  # a journal not written yet
 
 
 def test_tilde_is_the_remote_home(connect: Connect) -> None:
