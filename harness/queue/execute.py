@@ -34,7 +34,6 @@ class JobInputs:
         self._lock = threading.Lock()
         self._inventory: Optional[Tuple[Tuple[str, int, int, int, int], Inventory]] = None
         self._runner: Any = None
-        self.inventory_loads = 0
 
     def inventory(self, path: Path) -> Inventory:
         try:
@@ -47,7 +46,6 @@ class JobInputs:
                 return self._inventory[1]
             inventory = load_devices(Path(path))  # a ConfigError is raised, never kept
             self._inventory = (key, inventory)
-            self.inventory_loads += 1
             return inventory
 
     def runner(self) -> Any:
