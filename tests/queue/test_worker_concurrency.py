@@ -24,21 +24,24 @@ pytestmark = [pytest.mark.queue, pytest.mark.journey]
 
 def runner_pids(marker: str) -> Set[int]:
     """Runner processes (python ... runner-<hash>.pyz run --run-dir <dir>) whose run directory
-    contains ``marker``."""
-    found = set()
+    contains ``marker``. A runner's child caught between fork and exec (starting its engine) still
+    shows the runner's argv: it is told apart by its parent, another runner."""
+    found: Dict[int, int] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open("/proc/%s/cmdline" % entry, "rb") as handle:
                 argv = handle.read().split(b"\0")
+            with open("/proc/%s/stat" % entry, "rb") as handle:
+                stat = handle.read()
         except OSError:
             continue
         # the runner itself, not the shell that started it (whose argv carries the same words)
         if len(argv) > 4 and b"runner-" in argv[1] and argv[1].endswith(b".pyz") and argv[2:4] == [b"run", b"--run-dir"] \
                 and marker.encode() in argv[4]:
-            found.add(int(entry))
-    return found
+            found[int(entry)] = int(stat[stat.rfind(b")") + 2:].split()[1])  # its parent's pid
+    return {pid for pid, parent in found.items() if parent not in found}
 
 
 class PeakSampler:
